@@ -1,0 +1,164 @@
+//! Adversarial attacks: ways to find a worst-case input inside a threat model.
+//!
+//! Every attack works on any [`Classifier`]. While crafting, the model is switched to
+//! evaluation mode with parameter gradients off ([`Module::valid`]): only the gradient with
+//! respect to the input is computed, which is both correct (batch-norm statistics and dropout
+//! must not change during an attack) and about a third cheaper.
+
+mod fgsm;
+mod loss;
+mod pgd;
+
+use burn::module::Module;
+use burn::prelude::{Int, Tensor, TensorData};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+pub use fgsm::Fgsm;
+pub use loss::{cross_entropy, cw_margin, kl_from_logits, AttackLoss};
+pub use pgd::Pgd;
+
+use crate::model::Classifier;
+use crate::rng::AdvRng;
+use crate::threat::ThreatModel;
+
+/// An attack maps clean inputs to adversarial inputs inside its threat model.
+pub trait Attack {
+    /// Short name with the settings that matter, e.g. `pgd-20x1 linf eps=0.1`.
+    fn name(&self) -> String;
+
+    /// The threat model the output respects.
+    fn threat(&self) -> ThreatModel;
+
+    /// Adversarial versions of `x` (labels `y`); the result lies in the ε-ball around `x`
+    /// and in `[0, 1]`. The model is used in evaluation mode.
+    fn perturb<M: Classifier>(
+        &self,
+        model: &M,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        rng: &mut AdvRng,
+    ) -> Tensor<4>;
+}
+
+/// How a targeted attack picks its target class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetMode {
+    /// A class drawn uniformly among those other than the true one.
+    Random,
+    /// The class the model finds least likely on the clean input (the hardest target).
+    LeastLikely,
+    /// One fixed class for every input (inputs of that class are left as they are).
+    Class(usize),
+}
+
+/// Result of one forward/backward pass at an input.
+pub struct InputGradient {
+    /// Logits at the input (no autodiff).
+    pub logits: Tensor<2>,
+    /// Per-example objective values at the input.
+    pub objective: Tensor<1>,
+    /// Gradient of the summed objective with respect to the input.
+    pub grad: Tensor<4>,
+}
+
+/// Computes the attack objective and its input gradient on a model that is already in
+/// evaluation mode (`model.valid()`): the parameters are constants, only `x` is tracked.
+pub fn input_gradient<M: Classifier>(
+    eval_model: &M,
+    x: Tensor<4>,
+    labels: Tensor<1, Int>,
+    loss: AttackLoss,
+    targeted: bool,
+) -> InputGradient {
+    input_gradient_with(eval_model, x, |logits| {
+        loss.objective(logits, labels, targeted)
+    })
+}
+
+/// Like [`input_gradient`] for any per-example objective of the logits (TRADES uses the KL
+/// divergence to the clean prediction).
+pub fn input_gradient_with<M: Classifier>(
+    eval_model: &M,
+    x: Tensor<4>,
+    objective: impl FnOnce(Tensor<2>) -> Tensor<1>,
+) -> InputGradient {
+    let x = x.without_autodiff().autodiff().require_grad();
+    let logits = eval_model.logits(x.clone());
+    let objective = objective(logits.clone());
+    let grads = objective.clone().sum().backward();
+    let grad = x
+        .grad(&grads)
+        .expect("the input requires a gradient, so backward must produce one");
+    InputGradient {
+        logits: logits.without_autodiff(),
+        objective: objective.without_autodiff(),
+        grad,
+    }
+}
+
+/// Predicted classes for a batch (model used as given; pass `model.valid()` for inference).
+pub fn predict<M: Classifier>(model: &M, x: Tensor<4>) -> Tensor<1, Int> {
+    let logits = model.logits(x);
+    let b = logits.dims()[0];
+    logits.argmax(1).reshape([b])
+}
+
+/// Target classes for a targeted attack, never equal to the true label (except
+/// [`TargetMode::Class`] on examples already of that class).
+pub fn choose_targets<M: Classifier>(
+    mode: TargetMode,
+    eval_model: &M,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    rng: &mut AdvRng,
+) -> Tensor<1, Int> {
+    let device = x.device();
+    let labels = int_vec(y);
+    let b = labels.len();
+    let targets: Vec<i64> = match mode {
+        TargetMode::Class(c) => vec![c as i64; b],
+        TargetMode::Random => {
+            let logits = eval_model.logits(x.clone());
+            let k = logits.dims()[1] as i64;
+            labels
+                .iter()
+                .map(|&l| {
+                    let t = rng.random_range(0..k - 1);
+                    if t >= l {
+                        t + 1
+                    } else {
+                        t
+                    }
+                })
+                .collect()
+        }
+        TargetMode::LeastLikely => {
+            let logits = eval_model.logits(x.clone());
+            int_vec(&logits.argmin(1).reshape([b]))
+        }
+    };
+    Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), &device)
+}
+
+/// Reads an integer tensor back to the host.
+pub(crate) fn int_vec(t: &Tensor<1, Int>) -> Vec<i64> {
+    let data = t.to_data();
+    data.convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("int tensor converts to i64")
+}
+
+/// Reads a float tensor back to the host.
+pub(crate) fn float_vec<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.to_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float tensor converts to f32")
+}
+
+/// Switches a model to evaluation mode with no parameter gradients.
+pub(crate) fn eval_mode<M: Module>(model: &M) -> M {
+    model.valid()
+}

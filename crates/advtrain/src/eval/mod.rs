@@ -1,0 +1,278 @@
+//! Evaluation: clean and robust accuracy with per-example flags, confidence intervals and
+//! accuracy-vs-ε curves.
+//!
+//! An example counts as robust only if the model classifies it correctly *and* every
+//! adversarial point the attack found is still classified correctly (the convention of
+//! RobustBench/AutoAttack). The attack's output is checked against its threat model before it
+//! is scored, so a buggy attack cannot inflate or deflate the number silently.
+
+use std::time::Instant;
+
+use burn::prelude::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::attack::{int_vec, predict, Attack};
+use crate::data::Dataset;
+use crate::model::Classifier;
+use crate::progress::Progress;
+use crate::rng::AdvRng;
+use crate::threat::ThreatModel;
+use crate::{Error, Result};
+
+/// Accuracy with its 95% Wilson score interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub correct: usize,
+    pub n: usize,
+    pub value: f64,
+    pub ci95: [f64; 2],
+}
+
+impl Accuracy {
+    pub fn new(correct: usize, n: usize) -> Self {
+        let value = if n == 0 {
+            0.0
+        } else {
+            correct as f64 / n as f64
+        };
+        Self {
+            correct,
+            n,
+            value,
+            ci95: wilson_interval(correct, n, 1.96),
+        }
+    }
+
+    /// `87.3% [86.6, 87.9]`
+    pub fn display(&self) -> String {
+        format!(
+            "{:.2}% [{:.2}, {:.2}]",
+            100.0 * self.value,
+            100.0 * self.ci95[0],
+            100.0 * self.ci95[1]
+        )
+    }
+}
+
+/// Wilson score interval for a binomial proportion (better than the normal approximation
+/// near 0 and 1, where robust accuracies often are).
+pub fn wilson_interval(successes: usize, n: usize, z: f64) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    let n_f = n as f64;
+    let p = successes as f64 / n_f;
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n_f;
+    let centre = (p + z2 / (2.0 * n_f)) / denom;
+    let half = z * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt() / denom;
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
+}
+
+/// The outcome of attacking every example of a data set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RobustEval {
+    pub attack: String,
+    pub threat: ThreatModel,
+    pub n: usize,
+    pub clean: Accuracy,
+    pub robust: Accuracy,
+    /// Per example: classified correctly on the clean input.
+    pub clean_correct: Vec<bool>,
+    /// Per example: correct on the clean input and on the attack's output.
+    pub robust_correct: Vec<bool>,
+    /// Per example: the true label.
+    pub labels: Vec<u8>,
+    /// Per example: the prediction on the adversarial input.
+    pub adv_pred: Vec<u8>,
+    /// The largest perturbation the attack produced, in the threat model's norm.
+    pub max_perturbation: f32,
+    pub seconds: f64,
+}
+
+impl RobustEval {
+    /// Accuracy per class: (clean, robust).
+    pub fn per_class(&self, num_classes: usize) -> Vec<(Accuracy, Accuracy)> {
+        (0..num_classes)
+            .map(|c| {
+                let idx: Vec<usize> = (0..self.n)
+                    .filter(|&i| self.labels[i] as usize == c)
+                    .collect();
+                let clean = idx.iter().filter(|&&i| self.clean_correct[i]).count();
+                let robust = idx.iter().filter(|&&i| self.robust_correct[i]).count();
+                (
+                    Accuracy::new(clean, idx.len()),
+                    Accuracy::new(robust, idx.len()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Clean accuracy flags for every example (model switched to evaluation mode).
+pub fn clean_flags<M: Classifier>(
+    model: &M,
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Vec<bool> {
+    let model = model.valid();
+    let device = first_device(&model);
+    let order: Vec<usize> = (0..data.len()).collect();
+    let mut flags = Vec::with_capacity(data.len());
+    progress.begin("clean", data.len() as u64);
+    for chunk in order.chunks(batch_size.max(1)) {
+        let (x, y) = data.batch(chunk, &device);
+        flags.extend(correct(&predict(&model, x), &y));
+        progress.advance(chunk.len() as u64, "");
+    }
+    progress.end();
+    flags
+}
+
+/// Clean accuracy of `model` on `data`.
+pub fn clean_accuracy<M: Classifier>(
+    model: &M,
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Accuracy {
+    let flags = clean_flags(model, data, batch_size, progress);
+    Accuracy::new(flags.iter().filter(|&&f| f).count(), flags.len())
+}
+
+/// Attacks every example of `data` and scores the result.
+///
+/// Fails if the attack leaves its threat model (beyond float rounding) or the model
+/// returns non-finite logits.
+pub fn evaluate<M: Classifier, A: Attack>(
+    model: &M,
+    data: &Dataset,
+    attack: &A,
+    batch_size: usize,
+    rng: &mut AdvRng,
+    progress: &dyn Progress,
+) -> Result<RobustEval> {
+    let threat = attack.threat();
+    threat.validate()?;
+    let start = Instant::now();
+    let model = model.valid();
+    let device = first_device(&model);
+    let order: Vec<usize> = (0..data.len()).collect();
+    let mut clean_correct = Vec::with_capacity(data.len());
+    let mut robust_correct = Vec::with_capacity(data.len());
+    let mut adv_pred = Vec::with_capacity(data.len());
+    let mut max_pert = 0.0f32;
+    let mut robust_so_far = 0usize;
+    progress.begin(&attack.name(), data.len() as u64);
+    for chunk in order.chunks(batch_size.max(1)) {
+        let (x, y) = data.batch(chunk, &device);
+        let clean_logits = model.logits(x.clone());
+        check_finite(&clean_logits)?;
+        let b = chunk.len();
+        let clean_ok = correct(&clean_logits.argmax(1).reshape([b]), &y);
+        let x_adv = attack.perturb(&model, x.clone(), y.clone(), rng);
+        let pert = threat.max_perturbation(&x_adv, &x);
+        let in_box = x_adv.clone().min().into_scalar::<f32>() >= 0.0
+            && x_adv.clone().max().into_scalar::<f32>() <= 1.0;
+        if !(pert <= threat.eps * (1.0 + 1e-5) + 1e-6) || !in_box {
+            return Err(Error::config(format!(
+                "attack {} left its threat model ({}): perturbation {pert}, inside [0,1]: {in_box}",
+                attack.name(),
+                threat.describe()
+            )));
+        }
+        max_pert = max_pert.max(pert);
+        let adv_logits = model.logits(x_adv);
+        check_finite(&adv_logits)?;
+        let pred = adv_logits.argmax(1).reshape([b]);
+        let adv_ok = correct(&pred, &y);
+        for (c, a) in clean_ok.iter().zip(&adv_ok) {
+            clean_correct.push(*c);
+            robust_correct.push(*c && *a);
+            robust_so_far += usize::from(*c && *a);
+        }
+        adv_pred.extend(int_vec(&pred).into_iter().map(|p| p as u8));
+        progress.advance(
+            b as u64,
+            &format!("robust so far {}/{}", robust_so_far, robust_correct.len()),
+        );
+    }
+    progress.end();
+    let n = data.len();
+    Ok(RobustEval {
+        attack: attack.name(),
+        threat,
+        n,
+        clean: Accuracy::new(clean_correct.iter().filter(|&&c| c).count(), n),
+        robust: Accuracy::new(robust_correct.iter().filter(|&&c| c).count(), n),
+        clean_correct,
+        robust_correct,
+        labels: data.labels.clone(),
+        adv_pred,
+        max_perturbation: max_pert,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// One point of an accuracy-vs-ε curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub eps: f32,
+    pub robust: Accuracy,
+}
+
+/// Robust accuracy at each ε, attacking with `make_attack(ε)`.
+pub fn eps_curve<M: Classifier, A: Attack>(
+    model: &M,
+    data: &Dataset,
+    eps_values: &[f32],
+    make_attack: impl Fn(f32) -> A,
+    batch_size: usize,
+    rng: &mut AdvRng,
+    progress: &dyn Progress,
+) -> Result<Vec<CurvePoint>> {
+    eps_values
+        .iter()
+        .map(|&eps| {
+            let result = evaluate(model, data, &make_attack(eps), batch_size, rng, progress)?;
+            Ok(CurvePoint {
+                eps,
+                robust: result.robust,
+            })
+        })
+        .collect()
+}
+
+fn correct(pred: &Tensor<1, Int>, y: &Tensor<1, Int>) -> Vec<bool> {
+    int_vec(pred)
+        .into_iter()
+        .zip(int_vec(y))
+        .map(|(p, l)| p == l)
+        .collect()
+}
+
+fn check_finite(logits: &Tensor<2>) -> Result<()> {
+    let bad = logits
+        .clone()
+        .is_finite()
+        .bool_not()
+        .any()
+        .into_scalar::<bool>();
+    if bad {
+        return Err(Error::Diverged(
+            "the model produced NaN or infinite logits".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The device holding a model's parameters (Flex if it has none).
+pub fn first_device<M: Classifier>(model: &M) -> burn::prelude::Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(burn::prelude::Device::flex)
+        .without_autodiff()
+}

@@ -1,0 +1,49 @@
+//! # advtrain
+//!
+//! Adversarial attacks, adversarial training and honest robustness evaluation for image
+//! classifiers written with [burn](https://burn.dev).
+//!
+//! The flow is one-directional:
+//! `data` → `model` → `attack` → `train` → `eval` → `report`.
+//!
+//! A model is anything implementing [`model::Classifier`]: a burn `Module` that maps images
+//! with values in `[0, 1]` (shape `[batch, channels, height, width]`) to logits. Any input
+//! normalisation lives inside the model, never in the attack, so threat models are always
+//! expressed in pixel space.
+//!
+//! ```no_run
+//! use advtrain::prelude::*;
+//!
+//! let device = Device::flex();
+//! let model = SmallCnn::new(&ModelShape::fashion_mnist(), &device);
+//! let x = Tensor::<4>::zeros([8, 1, 28, 28], &device);
+//! let y = Tensor::<1, Int>::zeros([8], &device);
+//! let pgd = Pgd::new(ThreatModel::linf(0.1)).steps(20);
+//! let mut rng = advtrain::rng::seeded(0);
+//! let x_adv = pgd.perturb(&model, x, y, &mut rng);
+//! ```
+
+pub mod attack;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod threat;
+pub mod train;
+
+pub use error::{Error, Result};
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::attack::{Attack, AttackLoss, Fgsm, Pgd, TargetMode};
+    pub use crate::model::{Classifier, MadryCnn, Mlp, ModelKind, ModelShape, SmallCnn, ZooModel};
+    pub use crate::threat::{Norm, ThreatModel};
+    pub use burn::prelude::{Device, Int, Module, Tensor, TensorData};
+}
+
+/// advtrain's version, written into every run directory.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,58 @@
+//! The CNN of Madry et al. (2018) used for their MNIST challenge.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::{Device, Tensor};
+use burn::tensor::activation::relu;
+
+use super::{normalize, Classifier, ModelShape, Normalization};
+
+/// Conv32 5×5 (same) → maxpool 2 → Conv64 5×5 (same) → maxpool 2 → FC1024 → FC(classes).
+#[derive(Module, Debug)]
+pub struct MadryCnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    pool: MaxPool2d,
+    fc1: Linear,
+    fc2: Linear,
+    #[module(skip)]
+    normalization: Option<Normalization>,
+}
+
+impl MadryCnn {
+    pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        let conv = |cin, cout| {
+            Conv2dConfig::new([cin, cout], [5, 5])
+                .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+                .init(device)
+        };
+        let (h, w) = (shape.height / 4, shape.width / 4);
+        Self {
+            conv1: conv(shape.channels, 32),
+            conv2: conv(32, 64),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc1: LinearConfig::new(64 * h * w, 1024).init(device),
+            fc2: LinearConfig::new(1024, shape.num_classes).init(device),
+            normalization: None,
+        }
+    }
+
+    /// Normalise inputs inside the model.
+    pub fn with_normalization(mut self, normalization: Option<Normalization>) -> Self {
+        self.normalization = normalization;
+        self
+    }
+}
+
+impl Classifier for MadryCnn {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = normalize(&self.normalization, images);
+        let x = self.pool.forward(relu(self.conv1.forward(x)));
+        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = relu(self.fc1.forward(x));
+        self.fc2.forward(x)
+    }
+}

@@ -1,0 +1,45 @@
+//! A fully connected baseline: no convolutional prior, useful to compare architectures.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::{Device, Tensor};
+use burn::tensor::activation::relu;
+
+use super::{normalize, Classifier, ModelShape, Normalization};
+
+/// Flatten → FC256 → FC256 → FC(classes), ReLU between.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+    #[module(skip)]
+    normalization: Option<Normalization>,
+}
+
+impl Mlp {
+    pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(shape.image_len(), 256).init(device),
+            fc2: LinearConfig::new(256, 256).init(device),
+            fc3: LinearConfig::new(256, shape.num_classes).init(device),
+            normalization: None,
+        }
+    }
+
+    /// Normalise inputs inside the model.
+    pub fn with_normalization(mut self, normalization: Option<Normalization>) -> Self {
+        self.normalization = normalization;
+        self
+    }
+}
+
+impl Classifier for Mlp {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = normalize(&self.normalization, images);
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = relu(self.fc1.forward(x));
+        let x = relu(self.fc2.forward(x));
+        self.fc3.forward(x)
+    }
+}

@@ -1,0 +1,279 @@
+//! Models: the [`Classifier`] contract and a small zoo.
+//!
+//! A classifier takes images with pixel values in `[0, 1]` and returns logits. Input
+//! normalisation (mean/std) is part of the model, so attacks and threat models always
+//! work in pixel space and ε means the same thing for every model.
+
+mod madry_cnn;
+mod mlp;
+mod preact_resnet;
+mod small_cnn;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::prelude::{Device, Tensor, TensorData};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+pub use madry_cnn::MadryCnn;
+pub use mlp::Mlp;
+pub use preact_resnet::{PreActBlock, PreActResNet18};
+pub use small_cnn::SmallCnn;
+
+use crate::{Error, Result};
+
+/// A burn module that classifies images.
+///
+/// Implement this for your own module to use advtrain's attacks, training and evaluation:
+///
+/// ```ignore
+/// impl Classifier for MyNet {
+///     fn logits(&self, images: Tensor<4>) -> Tensor<2> { self.forward(images) }
+/// }
+/// ```
+pub trait Classifier: Module {
+    /// Logits `[batch, classes]` for images `[batch, channels, height, width]` in `[0, 1]`.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+/// What a model's input and output look like.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+}
+
+impl ModelShape {
+    /// 1×28×28 images, 10 classes (MNIST, Fashion-MNIST).
+    pub fn fashion_mnist() -> Self {
+        Self {
+            channels: 1,
+            height: 28,
+            width: 28,
+            num_classes: 10,
+        }
+    }
+
+    /// 3×32×32 images, 10 classes (CIFAR-10).
+    pub fn cifar10() -> Self {
+        Self {
+            channels: 3,
+            height: 32,
+            width: 32,
+            num_classes: 10,
+        }
+    }
+
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// Per-channel mean/std normalisation applied inside the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The usual CIFAR-10 statistics.
+    pub fn cifar10() -> Self {
+        Self {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2471, 0.2435, 0.2616],
+        }
+    }
+
+    /// Applies `(x - mean) / std` per channel.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let c = self.mean.len();
+        let device = x.device();
+        let mean =
+            Tensor::<4>::from_data(TensorData::new(self.mean.clone(), [1, c, 1, 1]), &device);
+        let inv_std: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
+        let inv_std = Tensor::<4>::from_data(TensorData::new(inv_std, [1, c, 1, 1]), &device);
+        (x - mean) * inv_std
+    }
+}
+
+/// Applies an optional normalisation (the zoo models' first step).
+pub(crate) fn normalize(norm: &Option<Normalization>, x: Tensor<4>) -> Tensor<4> {
+    match norm {
+        Some(n) => n.apply(x),
+        None => x,
+    }
+}
+
+/// The architectures in the zoo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Conv16 4×4/2 → Conv32 4×4/2 → FC100 → FC(classes) (Wong et al. 2020, MNIST).
+    SmallCnn,
+    /// Conv32 5×5 → pool → Conv64 5×5 → pool → FC1024 → FC(classes) (Madry et al. 2018).
+    MadryCnn,
+    /// Two hidden layers of 256 units.
+    Mlp,
+    /// Pre-activation ResNet-18 (He et al. 2016) for 32×32 colour images; meant for GPUs.
+    PreactResnet18,
+}
+
+impl ModelKind {
+    /// Every kind, for help texts.
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::SmallCnn,
+        ModelKind::MadryCnn,
+        ModelKind::Mlp,
+        ModelKind::PreactResnet18,
+    ];
+
+    /// The name used on the command line and in records.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelKind::SmallCnn => "small-cnn",
+            ModelKind::MadryCnn => "madry-cnn",
+            ModelKind::Mlp => "mlp",
+            ModelKind::PreactResnet18 => "preact-resnet18",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ModelKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ModelKind::ALL.iter().map(|k| k.as_str()).collect();
+                Error::config(format!(
+                    "unknown model '{s}': expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Any model of the zoo, chosen at run time (what the CLI trains and loads).
+#[derive(Module, Debug)]
+pub enum ZooModel {
+    SmallCnn(SmallCnn),
+    MadryCnn(MadryCnn),
+    Mlp(Mlp),
+    PreactResnet18(PreActResNet18),
+}
+
+impl ZooModel {
+    /// A freshly initialised model of `kind`. Seed the device (`device.seed(s)`) first for
+    /// reproducible weights.
+    pub fn new(
+        kind: ModelKind,
+        shape: &ModelShape,
+        normalization: Option<Normalization>,
+        device: &Device,
+    ) -> Result<Self> {
+        if shape.channels == 0 || shape.height == 0 || shape.width == 0 || shape.num_classes < 2 {
+            return Err(Error::config(format!(
+                "invalid model shape {shape:?}: need a non-empty image and at least 2 classes"
+            )));
+        }
+        if let Some(n) = &normalization {
+            if n.mean.len() != shape.channels || n.std.len() != shape.channels {
+                return Err(Error::config(format!(
+                    "normalisation has {} means and {} stds for {} channels",
+                    n.mean.len(),
+                    n.std.len(),
+                    shape.channels
+                )));
+            }
+            if n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(Error::config("normalisation std must be positive"));
+            }
+        }
+        Ok(match kind {
+            ModelKind::SmallCnn => {
+                ZooModel::SmallCnn(SmallCnn::new(shape, device).with_normalization(normalization))
+            }
+            ModelKind::MadryCnn => {
+                ZooModel::MadryCnn(MadryCnn::new(shape, device).with_normalization(normalization))
+            }
+            ModelKind::Mlp => {
+                ZooModel::Mlp(Mlp::new(shape, device).with_normalization(normalization))
+            }
+            ModelKind::PreactResnet18 => ZooModel::PreactResnet18(
+                PreActResNet18::new(shape, device).with_normalization(normalization),
+            ),
+        })
+    }
+
+    /// Which architecture this is.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ZooModel::SmallCnn(_) => ModelKind::SmallCnn,
+            ZooModel::MadryCnn(_) => ModelKind::MadryCnn,
+            ZooModel::Mlp(_) => ModelKind::Mlp,
+            ZooModel::PreactResnet18(_) => ModelKind::PreactResnet18,
+        }
+    }
+}
+
+impl Classifier for ZooModel {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            ZooModel::SmallCnn(m) => m.logits(images),
+            ZooModel::MadryCnn(m) => m.logits(images),
+            ZooModel::Mlp(m) => m.logits(images),
+            ZooModel::PreactResnet18(m) => m.logits(images),
+        }
+    }
+}
+
+/// Saves a module's parameters as SafeTensors.
+pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_file(path.to_path_buf()).overwrite(true);
+    model.save_into(&mut store).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Loads parameters saved by [`save_safetensors`] into `model` (which fixes the architecture).
+/// Every tensor must be present with the right shape.
+pub fn load_safetensors<M: Module + ModuleSnapshot>(mut model: M, path: &Path) -> Result<M> {
+    if !path.exists() {
+        return Err(Error::ModelFile {
+            path: path.to_path_buf(),
+            message: "file not found".into(),
+        });
+    }
+    let mut store = SafetensorsStore::from_file(path.to_path_buf())
+        .validate(true)
+        .allow_partial(false);
+    let result = model.load_from(&mut store).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(Error::ModelFile {
+            path: path.to_path_buf(),
+            message: format!(
+                "does not match the model: missing {:?}, errors {:?}",
+                result.missing, result.errors
+            ),
+        });
+    }
+    Ok(model)
+}

@@ -1,0 +1,249 @@
+//! Adversarial examples as artefacts: a SafeTensors file a script can load, and a PNG grid
+//! a person can look at (clean | perturbation | adversarial, with labels).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use image::{Rgb, RgbImage};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::run::write_atomic;
+use crate::{Error, Result};
+
+/// A batch of clean inputs with their adversarial versions and the model's verdicts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdversarialExamples {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `n × C × H × W` in `[0, 1]`.
+    pub clean: Vec<f32>,
+    pub adversarial: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub clean_pred: Vec<u8>,
+    pub adv_pred: Vec<u8>,
+    /// The model's probability for `adv_pred`.
+    pub adv_confidence: Vec<f32>,
+    pub eps: f32,
+}
+
+impl AdversarialExamples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Saves examples as SafeTensors: `clean`, `adversarial` (f32, n×C×H×W), `labels`,
+/// `clean_pred`, `adv_pred` (u8, n), `adv_confidence` (f32, n); ε in the metadata.
+pub fn save_examples(path: &Path, ex: &AdversarialExamples) -> Result<()> {
+    let n = ex.len();
+    let img_shape = vec![n, ex.channels, ex.height, ex.width];
+    let clean = f32_bytes(&ex.clean);
+    let adv = f32_bytes(&ex.adversarial);
+    let conf = f32_bytes(&ex.adv_confidence);
+    let err = |e: safetensors::SafeTensorError| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let views = vec![
+        (
+            "clean",
+            TensorView::new(Dtype::F32, img_shape.clone(), &clean).map_err(err)?,
+        ),
+        (
+            "adversarial",
+            TensorView::new(Dtype::F32, img_shape, &adv).map_err(err)?,
+        ),
+        (
+            "labels",
+            TensorView::new(Dtype::U8, vec![n], &ex.labels).map_err(err)?,
+        ),
+        (
+            "clean_pred",
+            TensorView::new(Dtype::U8, vec![n], &ex.clean_pred).map_err(err)?,
+        ),
+        (
+            "adv_pred",
+            TensorView::new(Dtype::U8, vec![n], &ex.adv_pred).map_err(err)?,
+        ),
+        (
+            "adv_confidence",
+            TensorView::new(Dtype::F32, vec![n], &conf).map_err(err)?,
+        ),
+    ];
+    let metadata: HashMap<String, String> = [("eps".to_string(), ex.eps.to_string())].into();
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(err)?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads examples written by [`save_examples`].
+pub fn load_examples(path: &Path) -> Result<AdversarialExamples> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::Record {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let eps = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("eps"))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(f32::NAN);
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let get = |name: &str| st.tensor(name).map_err(|e| bad(format!("{name}: {e}")));
+    let floats = |name: &str| -> Result<Vec<f32>> {
+        Ok(get(name)?
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let clean_view = get("clean")?;
+    let shape = clean_view.shape().to_vec();
+    if shape.len() != 4 {
+        return Err(bad(format!(
+            "clean has shape {shape:?}, expected 4 dimensions"
+        )));
+    }
+    Ok(AdversarialExamples {
+        channels: shape[1],
+        height: shape[2],
+        width: shape[3],
+        clean: floats("clean")?,
+        adversarial: floats("adversarial")?,
+        labels: get("labels")?.data().to_vec(),
+        clean_pred: get("clean_pred")?.data().to_vec(),
+        adv_pred: get("adv_pred")?.data().to_vec(),
+        adv_confidence: floats("adv_confidence")?,
+        eps,
+    })
+}
+
+const SCALE: u32 = 3;
+const PAD: u32 = 6;
+const TEXT_H: u32 = 10;
+
+/// A grid, one row per example: clean image, perturbation (mid-grey is zero; scaled so ±ε
+/// spans black to white), adversarial image; under each row the true label and the
+/// predictions with confidence. Misleading rows have a red label line.
+pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> RgbImage {
+    let (w, h) = (ex.width as u32 * SCALE, ex.height as u32 * SCALE);
+    let name = |c: u8| {
+        class_names
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    };
+    let col_w = (w + PAD).max(8 * 18);
+    let row_h = h + 2 * TEXT_H + PAD;
+    let header = TEXT_H + PAD;
+    let width = 3 * col_w + PAD;
+    let height = header + ex.len() as u32 * row_h + PAD;
+    let mut img = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([255, 255, 255]));
+    let black = Rgb([0, 0, 0]);
+    draw_text(&mut img, PAD, 2, "clean", black);
+    draw_text(
+        &mut img,
+        PAD + col_w,
+        2,
+        &format!("delta (+-{})", ex.eps),
+        black,
+    );
+    draw_text(&mut img, PAD + 2 * col_w, 2, "adversarial", black);
+    let n_px = ex.height * ex.width;
+    let eps = if ex.eps > 0.0 { ex.eps } else { 1.0 };
+    for i in 0..ex.len() {
+        let y0 = header + i as u32 * row_h;
+        let off = i * ex.image_len();
+        let clean = &ex.clean[off..off + ex.image_len()];
+        let adv = &ex.adversarial[off..off + ex.image_len()];
+        let delta: Vec<f32> = clean
+            .iter()
+            .zip(adv)
+            .map(|(c, a)| (0.5 + (a - c) / (2.0 * eps)).clamp(0.0, 1.0))
+            .collect();
+        for (col, pixels) in [clean, &delta[..], adv].into_iter().enumerate() {
+            let x0 = PAD + col as u32 * col_w;
+            for py in 0..ex.height {
+                for px in 0..ex.width {
+                    let at = |c: usize| {
+                        let ch = c.min(ex.channels - 1);
+                        (pixels[ch * n_px + py * ex.width + px].clamp(0.0, 1.0) * 255.0).round()
+                            as u8
+                    };
+                    let rgb = Rgb([at(0), at(1), at(2)]);
+                    for dy in 0..SCALE {
+                        for dx in 0..SCALE {
+                            img.put_pixel(
+                                x0 + px as u32 * SCALE + dx,
+                                y0 + py as u32 * SCALE + dy,
+                                rgb,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let fooled = ex.adv_pred[i] != ex.labels[i];
+        let colour = if fooled {
+            Rgb([200, 0, 0])
+        } else {
+            Rgb([0, 110, 0])
+        };
+        draw_text(
+            &mut img,
+            PAD,
+            y0 + h + 2,
+            &format!(
+                "true {} / pred {}",
+                name(ex.labels[i]),
+                name(ex.clean_pred[i])
+            ),
+            black,
+        );
+        draw_text(
+            &mut img,
+            PAD,
+            y0 + h + 2 + TEXT_H,
+            &format!(
+                "adv pred {} ({:.0}%){}",
+                name(ex.adv_pred[i]),
+                100.0 * ex.adv_confidence[i],
+                if fooled { " FOOLED" } else { "" }
+            ),
+            colour,
+        );
+    }
+    img
+}
+
+/// Draws ASCII text with the 8×8 bitmap font (no font files needed).
+fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: Rgb<u8>) {
+    for (i, ch) in text.chars().enumerate() {
+        let glyph = font8x8::legacy::BASIC_LEGACY[(ch as usize).min(127)];
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) != 0 {
+                    let (px, py) = (x + i as u32 * 8 + col, y + row as u32);
+                    if px < img.width() && py < img.height() {
+                        img.put_pixel(px, py, colour);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Run records: what a run directory holds, as typed structs, and crash-safe file writes.
+//!
+//! Scripts depend on these keys (see DESIGN.md): every `eval-<attack>.json` has `attack`,
+//! `norm`, `eps`, `n`, `clean_accuracy`, `robust_accuracy`; `summary.json` has `method`,
+//! `eps`, `epochs`, `train_seconds`, `clean_accuracy`, `robust_accuracy`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{Accuracy, CurvePoint, RobustEval};
+use crate::model::{ModelKind, ModelShape, Normalization};
+use crate::threat::Norm;
+use crate::train::TrainConfig;
+use crate::{Error, Result};
+
+/// File names inside a run directory.
+pub mod files {
+    pub const CONFIG: &str = "config.toml";
+    pub const METRICS: &str = "metrics.jsonl";
+    pub const MODEL: &str = "model.safetensors";
+    pub const SUMMARY: &str = "summary.json";
+    /// `eval-<attack>.json`
+    pub fn eval(attack: &str) -> String {
+        format!("eval-{attack}.json")
+    }
+}
+
+/// The fully resolved configuration of a training run (`config.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub advtrain_version: String,
+    pub dataset: String,
+    pub data_dir: PathBuf,
+    /// Only the first `limit` training and test examples were used.
+    pub limit: Option<usize>,
+    pub val_size: usize,
+    pub model: ModelKind,
+    pub shape: ModelShape,
+    pub normalization: Option<Normalization>,
+    pub device: String,
+    pub threads: Option<usize>,
+    pub train: TrainConfig,
+}
+
+/// The headline numbers of a run (`summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub method: String,
+    pub model: String,
+    pub dataset: String,
+    pub norm: Norm,
+    pub eps: f32,
+    pub epochs: usize,
+    pub train_seconds: f64,
+    /// Clean test accuracy.
+    pub clean_accuracy: f64,
+    pub clean_ci95: [f64; 2],
+    /// The lowest robust test accuracy any evaluation at the training ε found.
+    pub robust_accuracy: Option<f64>,
+    pub robust_ci95: Option<[f64; 2]>,
+    /// The attack that gave `robust_accuracy`.
+    pub robust_attack: Option<String>,
+    pub n_test: usize,
+}
+
+impl Summary {
+    /// Folds an evaluation in: the robust accuracy at the training threat model is the
+    /// worst case over all attacks run so far.
+    pub fn absorb(&mut self, eval: &EvalRecord) {
+        self.clean_accuracy = eval.clean_accuracy;
+        self.clean_ci95 = eval.clean_ci95;
+        self.n_test = eval.n;
+        let same_threat = eval.norm == self.norm && (eval.eps - self.eps).abs() <= 1e-6;
+        if same_threat
+            && self
+                .robust_accuracy
+                .is_none_or(|r| eval.robust_accuracy <= r)
+        {
+            self.robust_accuracy = Some(eval.robust_accuracy);
+            self.robust_ci95 = Some(eval.robust_ci95);
+            self.robust_attack = Some(eval.attack_description.clone());
+        }
+    }
+}
+
+/// One robust evaluation (`eval-<attack>.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Attack family, e.g. `pgd`, `fgsm`.
+    pub attack: String,
+    /// Full description with settings.
+    pub attack_description: String,
+    pub norm: Norm,
+    pub eps: f32,
+    pub n: usize,
+    pub clean_accuracy: f64,
+    pub clean_ci95: [f64; 2],
+    pub robust_accuracy: f64,
+    pub robust_ci95: [f64; 2],
+    pub steps: Option<usize>,
+    pub restarts: Option<usize>,
+    pub seed: u64,
+    pub seconds: f64,
+    pub max_perturbation: f32,
+    /// Per class: clean and robust accuracy.
+    pub per_class: Vec<ClassAccuracy>,
+    /// Robust accuracy at other radii, when an ε-curve was asked for.
+    pub eps_curve: Option<Vec<CurvePoint>>,
+    /// Per example flags (1 = correct) and predictions, in data-set order.
+    pub per_example: PerExample,
+}
+
+/// Per-class accuracies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    pub class: usize,
+    pub name: String,
+    pub clean: Accuracy,
+    pub robust: Accuracy,
+}
+
+/// Per-example outcome arrays.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerExample {
+    pub labels: Vec<u8>,
+    pub clean_correct: Vec<u8>,
+    pub robust_correct: Vec<u8>,
+    pub adv_pred: Vec<u8>,
+}
+
+impl EvalRecord {
+    /// Builds the record of an evaluation.
+    pub fn from_eval(
+        attack: &str,
+        result: &RobustEval,
+        steps: Option<usize>,
+        restarts: Option<usize>,
+        seed: u64,
+        class_names: &[String],
+    ) -> Self {
+        let per_class = result
+            .per_class(class_names.len())
+            .into_iter()
+            .enumerate()
+            .map(|(class, (clean, robust))| ClassAccuracy {
+                class,
+                name: class_names[class].clone(),
+                clean,
+                robust,
+            })
+            .collect();
+        let flags = |v: &[bool]| v.iter().map(|&b| u8::from(b)).collect();
+        Self {
+            attack: attack.to_string(),
+            attack_description: result.attack.clone(),
+            norm: result.threat.norm,
+            eps: result.threat.eps,
+            n: result.n,
+            clean_accuracy: result.clean.value,
+            clean_ci95: result.clean.ci95,
+            robust_accuracy: result.robust.value,
+            robust_ci95: result.robust.ci95,
+            steps,
+            restarts,
+            seed,
+            seconds: result.seconds,
+            max_perturbation: result.max_perturbation,
+            per_class,
+            eps_curve: None,
+            per_example: PerExample {
+                labels: result.labels.clone(),
+                clean_correct: flags(&result.clean_correct),
+                robust_correct: flags(&result.robust_correct),
+                adv_pred: result.adv_pred.clone(),
+            },
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
+/// disk, then renamed over the target. A crash leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Writes pretty JSON atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, format!("{text}\n").as_bytes())
+}
+
+/// Reads JSON, naming the file in any error.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Writes TOML atomically.
+pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = toml::to_string_pretty(value).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads TOML, naming the file in any error.
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Appends one JSON line and flushes it to disk (`metrics.jsonl`).
+pub fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let line = serde_json::to_string(value).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(format!("{line}\n").as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Reads every line of a JSONL file.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Record {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}

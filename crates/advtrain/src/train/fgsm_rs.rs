@@ -1,0 +1,43 @@
+//! Fast adversarial training (Wong et al. 2020, "Fast is better than free"): FGSM from a
+//! uniformly random start with step α = 1.25ε, projected. About as cheap as two standard
+//! steps; prone to catastrophic overfitting at large ε or α, which the validation PGD
+//! accuracy in `metrics.jsonl` shows.
+
+use burn::prelude::{Int, Tensor};
+
+use super::{BatchLoss, TrainingMethod};
+use crate::attack::{cross_entropy, Attack, Fgsm};
+use crate::model::Classifier;
+use crate::rng::AdvRng;
+use crate::threat::ThreatModel;
+
+/// Train on FGSM-RS examples with step `alpha_factor·ε`.
+#[derive(Clone, Debug)]
+pub struct FgsmRs {
+    pub alpha_factor: f32,
+}
+
+impl Default for FgsmRs {
+    fn default() -> Self {
+        Self { alpha_factor: 1.25 }
+    }
+}
+
+impl TrainingMethod for FgsmRs {
+    fn batch_loss<M: Classifier>(
+        &self,
+        model: &M,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        threat: ThreatModel,
+        rng: &mut AdvRng,
+    ) -> BatchLoss {
+        let attack = Fgsm::random_start(threat, self.alpha_factor * threat.eps);
+        let x_adv = attack.perturb(model, x, y.clone(), rng);
+        let logits = model.logits(x_adv);
+        BatchLoss {
+            loss: cross_entropy(logits.clone(), y).mean(),
+            logits: logits.without_autodiff(),
+        }
+    }
+}

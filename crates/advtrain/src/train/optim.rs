@@ -1,0 +1,189 @@
+//! Optimisers and learning-rate schedules.
+//!
+//! The schedule is a pure function of training progress, so resuming a run or changing the
+//! epoch count never leaves it in a hidden state.
+
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which optimiser updates the parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum OptimizerConfig {
+    /// SGD with (PyTorch-style, undampened) momentum and L2 weight decay.
+    Sgd {
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    },
+    /// Adam with optional L2 weight decay.
+    Adam { weight_decay: f64 },
+}
+
+impl OptimizerConfig {
+    /// SGD, momentum 0.9, weight decay 5e-4: the usual adversarial-training setting.
+    pub fn sgd() -> Self {
+        OptimizerConfig::Sgd {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+        }
+    }
+
+    /// Adam without weight decay.
+    pub fn adam() -> Self {
+        OptimizerConfig::Adam { weight_decay: 0.0 }
+    }
+
+    /// Short name for records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd { .. } => "sgd",
+            OptimizerConfig::Adam { .. } => "adam",
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f64| {
+            Err(Error::config(format!(
+                "optimizer {what} must be finite and >= 0, got {v}"
+            )))
+        };
+        match *self {
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
+                    return Err(Error::config(format!(
+                        "SGD momentum must be in [0, 1), got {momentum}"
+                    )));
+                }
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                    return bad("weight decay", weight_decay);
+                }
+            }
+            OptimizerConfig::Adam { weight_decay } => {
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                    return bad("weight decay", weight_decay);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The burn optimiser.
+    pub fn build(&self) -> ModuleOptimizer {
+        match *self {
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
+                let mut cfg = SgdConfig::new();
+                if momentum > 0.0 {
+                    cfg = cfg.with_momentum(Some(
+                        MomentumConfig::new()
+                            .with_momentum(momentum)
+                            .with_dampening(0.0)
+                            .with_nesterov(nesterov),
+                    ));
+                }
+                if weight_decay > 0.0 {
+                    cfg = cfg.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
+                }
+                cfg.init()
+            }
+            OptimizerConfig::Adam { weight_decay } => {
+                let mut cfg = AdamConfig::new();
+                if weight_decay > 0.0 {
+                    cfg = cfg.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
+                }
+                cfg.init()
+            }
+        }
+    }
+}
+
+/// How the learning rate moves over training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `factor` at each milestone (fractions of training, e.g. 0.5 and 0.75).
+    Piecewise { milestones: Vec<f64>, factor: f64 },
+    /// Linear warm-up from 0 to the base rate over the first `peak` fraction of training,
+    /// then linear decay to 0 (the cyclic schedule of Wong et al. 2020).
+    OneCycle { peak: f64 },
+}
+
+impl Schedule {
+    /// Milestones at 50% and 75% of training, factor 0.1 (Madry/Rice style).
+    pub fn piecewise() -> Self {
+        Schedule::Piecewise {
+            milestones: vec![0.5, 0.75],
+            factor: 0.1,
+        }
+    }
+
+    /// One cycle peaking at 40% of training.
+    pub fn one_cycle() -> Self {
+        Schedule::OneCycle { peak: 0.4 }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Piecewise { .. } => "piecewise",
+            Schedule::OneCycle { .. } => "one-cycle",
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Schedule::Constant => Ok(()),
+            Schedule::Piecewise { milestones, factor } => {
+                if milestones.iter().any(|m| !(0.0..=1.0).contains(m)) {
+                    return Err(Error::config(
+                        "piecewise milestones must be fractions in [0, 1]",
+                    ));
+                }
+                if !(factor.is_finite() && *factor > 0.0) {
+                    return Err(Error::config("piecewise factor must be > 0"));
+                }
+                Ok(())
+            }
+            Schedule::OneCycle { peak } => {
+                if !(*peak > 0.0 && *peak < 1.0) {
+                    return Err(Error::config("one-cycle peak must be in (0, 1)"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The rate at `progress` in `[0, 1]` (fraction of all training iterations done).
+    pub fn lr(&self, base: f64, progress: f64) -> f64 {
+        let p = progress.clamp(0.0, 1.0);
+        match self {
+            Schedule::Constant => base,
+            Schedule::Piecewise { milestones, factor } => {
+                let passed = milestones.iter().filter(|&&m| p >= m).count() as i32;
+                base * factor.powi(passed)
+            }
+            Schedule::OneCycle { peak } => {
+                if p < *peak {
+                    base * p / peak
+                } else {
+                    base * (1.0 - p) / (1.0 - peak)
+                }
+            }
+        }
+    }
+}

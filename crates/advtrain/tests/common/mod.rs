@@ -1,0 +1,59 @@
+//! Shared helpers for the integration tests: tiny models trained on generated data.
+#![allow(dead_code)]
+
+use advtrain::data::Dataset;
+use advtrain::model::{ModelKind, ModelShape, ZooModel};
+use advtrain::progress::Silent;
+use advtrain::train::{self, MethodConfig, NoObserver, OptimizerConfig, Schedule, TrainConfig};
+use burn::prelude::*;
+
+pub fn device() -> Device {
+    Device::flex()
+}
+
+pub fn shape_of(data: &Dataset) -> ModelShape {
+    ModelShape {
+        channels: data.channels,
+        height: data.height,
+        width: data.width,
+        num_classes: data.num_classes,
+    }
+}
+
+/// A fresh zoo model with weights fixed by `seed`.
+pub fn fresh(kind: ModelKind, data: &Dataset, seed: u64) -> ZooModel {
+    let device = device();
+    device.seed(seed);
+    ZooModel::new(kind, &shape_of(data), None, &device).unwrap()
+}
+
+/// Trains `kind` on `data` with `method` at L∞ radius `eps` (Adam, constant lr).
+pub fn quick_train(
+    kind: ModelKind,
+    data: &Dataset,
+    method: MethodConfig,
+    eps: f32,
+    epochs: usize,
+    seed: u64,
+) -> ZooModel {
+    let mut config = TrainConfig::new(method, eps);
+    config.epochs = epochs;
+    config.batch_size = 64;
+    config.lr = 3e-3;
+    config.optimizer = OptimizerConfig::adam();
+    config.schedule = Schedule::Constant;
+    config.seed = seed;
+    let model = fresh(kind, data, seed);
+    let empty = data.take(0);
+    train::train(
+        model,
+        data,
+        &empty,
+        &config,
+        &device(),
+        &Silent,
+        &mut NoObserver,
+    )
+    .unwrap()
+    .model
+}
