@@ -1,1 +1,50 @@
-fn main() {}
+//! `advtrain`: attack, adversarially train and evaluate image classifiers from the shell.
+//!
+//! Argument parsing, progress bars and run directories live here; every algorithm lives in
+//! the `advtrain` library.
+
+mod cmd_attack;
+mod cmd_eval;
+mod cmd_train;
+mod common;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "advtrain",
+    version,
+    about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers",
+    long_about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers.\n\n\
+        Quick start:\n  advtrain train --dataset fashion-mnist --model small-cnn --method fgsm-rs --eps 0.1 --epochs 5 --out runs/demo\n  \
+        advtrain eval --run runs/demo --attack pgd --steps 20 --restarts 1 --eps-curve 0,0.05,0.1,0.15,0.2\n  \
+        advtrain attack --run runs/demo --attack pgd --out adv/"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model (standard or adversarial) and write a run directory.
+    Train(Box<cmd_train::TrainArgs>),
+    /// Measure clean and robust accuracy of a run's model on the test set.
+    Eval(Box<cmd_eval::EvalArgs>),
+    /// Write adversarial examples and a PNG grid for a few test images.
+    Attack(Box<cmd_attack::AttackArgs>),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd_train::run(*a),
+        Command::Eval(a) => cmd_eval::run(*a),
+        Command::Attack(a) => cmd_attack::run(*a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

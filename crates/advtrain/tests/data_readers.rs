@@ -736,8 +736,8 @@ fn batch_tensors_match_images() {
 #[test]
 fn batch_augmented_flips_some_images() {
     // One 1x2x3 image with distinct pixels; flips mirror each row.
-    let img = vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
-    let mirrored = vec![0.3, 0.2, 0.1, 0.6, 0.5, 0.4];
+    let img = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+    let mirrored = [0.3, 0.2, 0.1, 0.6, 0.5, 0.4];
     let d = Dataset::new(img.repeat(16), vec![0; 16], 1, 2, 3, 10, Vec::new()).unwrap();
     let aug = Augment {
         crop_padding: 0,
@@ -964,4 +964,12 @@ proptest! {
             prop_assert!((after - before).abs() < 1e-4);
         }
     }
+}
+
+#[test]
+fn debug_is_a_summary() {
+    let d = toy(1000);
+    let s = format!("{d:?}");
+    assert!(s.len() < 400, "Debug output is {} chars", s.len());
+    assert!(s.contains("len: 1000"), "{s}");
 }

@@ -111,7 +111,10 @@ impl DataError {
 
 /// An in-memory image classification data set. Pixels are f32 in [0,1], layout N×C×H×W
 /// (row-major).
-#[derive(Clone, Debug)]
+///
+/// `Debug` is written by hand to print a summary: the derived one would dump every pixel
+/// (tens of millions of numbers) into logs and panic messages.
+#[derive(Clone)]
 pub struct Dataset {
     pub images: Vec<f32>,
     pub labels: Vec<u8>,
@@ -362,6 +365,18 @@ impl Dataset {
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
         }
+    }
+}
+
+impl fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataset")
+            .field("len", &self.len())
+            .field("image_shape", &[self.channels, self.height, self.width])
+            .field("num_classes", &self.num_classes)
+            .field("class_names", &self.class_names)
+            .field("class_counts", &self.class_counts())
+            .finish_non_exhaustive()
     }
 }
 

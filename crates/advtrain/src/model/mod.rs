@@ -241,13 +241,17 @@ impl Classifier for ZooModel {
     }
 }
 
-/// Saves a module's parameters as SafeTensors.
+/// Saves a module's parameters as SafeTensors, atomically (temporary file, then rename), so
+/// a crash never leaves a half-written model where a good one was.
 pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(path.to_path_buf()).overwrite(true);
-    model.save_into(&mut store).map_err(|e| Error::ModelFile {
+    let mut store = SafetensorsStore::from_bytes(None);
+    let fail = |message: String| Error::ModelFile {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    model.save_into(&mut store).map_err(|e| fail(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| fail(e.to_string()))?;
+    crate::run::write_atomic(path, &bytes)
 }
 
 /// Loads parameters saved by [`save_safetensors`] into `model` (which fixes the architecture).

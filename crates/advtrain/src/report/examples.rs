@@ -139,7 +139,7 @@ const TEXT_H: u32 = 10;
 
 /// A grid, one row per example: clean image, perturbation (mid-grey is zero; scaled so ±ε
 /// spans black to white), adversarial image; under each row the true label and the
-/// predictions with confidence. Misleading rows have a red label line.
+/// predictions with confidence. Rows the attack fooled have a red label line.
 pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> RgbImage {
     let (w, h) = (ex.width as u32 * SCALE, ex.height as u32 * SCALE);
     let name = |c: u8| {
@@ -220,10 +220,9 @@ pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> Rgb
             PAD,
             y0 + h + 2 + TEXT_H,
             &format!(
-                "adv pred {} ({:.0}%){}",
+                "adv pred {} ({:.0}%){verdict}",
                 name(ex.adv_pred[i]),
                 100.0 * ex.adv_confidence[i],
-                if fooled { " FOOLED" } else { "" }
             ),
             colour,
         );
