@@ -51,7 +51,10 @@ fn to_u8(t: Tensor<1, Int>) -> Vec<u8> {
 }
 
 fn to_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
 }
 
 pub fn run(args: AttackArgs) -> Result<()> {
@@ -64,7 +67,11 @@ pub fn run(args: AttackArgs) -> Result<()> {
     }
     let test = common::run_test_set(&loaded, args.data.as_deref(), None)?;
     if args.offset >= test.len() {
-        bail!("--offset {} is past the end of the test set ({} images)", args.offset, test.len());
+        bail!(
+            "--offset {} is past the end of the test set ({} images)",
+            args.offset,
+            test.len()
+        );
     }
     let end = (args.offset + args.count).min(test.len());
     let idx: Vec<usize> = (args.offset..end).collect();
@@ -88,12 +95,14 @@ pub fn run(args: AttackArgs) -> Result<()> {
         adv_confidence: to_f32(conf.reshape([n])),
         eps: threat.eps,
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let tensors = args.out.join("adversarial.safetensors");
     report::save_examples(&tensors, &ex)?;
     let grid_path = args.out.join("grid.png");
     let grid = report::adversarial_grid(&ex, &loaded.dataset.class_names());
-    grid.save(&grid_path).with_context(|| format!("{}: cannot write PNG", grid_path.display()))?;
+    grid.save(&grid_path)
+        .with_context(|| format!("{}: cannot write PNG", grid_path.display()))?;
     let clean_ok = (0..n).filter(|&i| ex.clean_pred[i] == ex.labels[i]).count();
     let fooled = (0..n)
         .filter(|&i| ex.clean_pred[i] == ex.labels[i] && ex.adv_pred[i] != ex.labels[i])
@@ -101,6 +110,10 @@ pub fn run(args: AttackArgs) -> Result<()> {
     println!("attack:           {}", attack.name());
     println!("images:           {n} (test {}..{})", args.offset, end);
     println!("correct when clean: {clean_ok}/{n}; fooled by the attack: {fooled}/{clean_ok}");
-    println!("written:          {} and {}", tensors.display(), grid_path.display());
+    println!(
+        "written:          {} and {}",
+        tensors.display(),
+        grid_path.display()
+    );
     Ok(())
 }

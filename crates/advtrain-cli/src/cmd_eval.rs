@@ -67,7 +67,8 @@ impl AttackSpec {
         if self.target.is_some() {
             tag.push_str("-targeted");
         }
-        if threat.norm != run.config.train.norm || (threat.eps - run.config.train.eps).abs() > 1e-9 {
+        if threat.norm != run.config.train.norm || (threat.eps - run.config.train.eps).abs() > 1e-9
+        {
             tag.push_str(&format!("-{}-eps{}", threat.norm, threat.eps));
         }
         tag
@@ -121,7 +122,10 @@ pub fn build_attack(spec: &AttackSpec, threat: ThreatModel) -> Result<AnyAttack>
             if spec.steps == 0 || spec.restarts == 0 {
                 bail!("--steps and --restarts must be at least 1");
             }
-            let mut pgd = Pgd::new(threat).steps(spec.steps).restarts(spec.restarts).loss(loss);
+            let mut pgd = Pgd::new(threat)
+                .steps(spec.steps)
+                .restarts(spec.restarts)
+                .loss(loss);
             if let Some(a) = spec.step_size {
                 if !(a.is_finite() && a > 0.0) {
                     bail!("--step-size must be > 0");
@@ -133,7 +137,9 @@ pub fn build_attack(spec: &AttackSpec, threat: ThreatModel) -> Result<AnyAttack>
                     "random" => TargetMode::Random,
                     "least-likely" => TargetMode::LeastLikely,
                     n => TargetMode::Class(n.parse().map_err(|_| {
-                        anyhow::anyhow!("--target must be random, least-likely or a class index, got '{n}'")
+                        anyhow::anyhow!(
+                            "--target must be random, least-likely or a class index, got '{n}'"
+                        )
                     })?),
                 });
             }
@@ -172,7 +178,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let loaded = common::load_run(&args.run, &device)?;
     let threat = args.spec.threat(&loaded)?;
     let attack = build_attack(&args.spec, threat)?;
-    let curve_eps = args.eps_curve.as_deref().map(common::parse_eps_list).transpose()?;
+    let curve_eps = args
+        .eps_curve
+        .as_deref()
+        .map(common::parse_eps_list)
+        .transpose()?;
     let test = common::run_test_set(&loaded, args.data.as_deref(), args.limit)?;
     let bars = Bars::new(args.common.quiet);
     let mut rng = advtrain::rng::seeded(args.seed);
@@ -188,7 +198,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &loaded.dataset.class_names(),
     );
     if let Some(eps_values) = curve_eps {
-        record.eps_curve = Some(curve(&loaded.model, &test, &args.spec, threat, &eps_values, batch, &mut rng, &bars)?);
+        record.eps_curve = Some(curve(
+            &loaded.model,
+            &test,
+            &args.spec,
+            threat,
+            &eps_values,
+            batch,
+            &mut rng,
+            &bars,
+        )?);
     }
     let tag = args.spec.tag(threat, &loaded);
     let path = loaded.dir.join(files::eval(&tag));
@@ -204,7 +223,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     println!("examples:         {}", result.n);
     println!("clean accuracy:   {}", result.clean.display());
     println!("robust accuracy:  {}", result.robust.display());
-    println!("max perturbation: {:.5} ({} norm)", result.max_perturbation, threat.norm);
+    println!(
+        "max perturbation: {:.5} ({} norm)",
+        result.max_perturbation, threat.norm
+    );
     println!("time:             {:.1} s", result.seconds);
     if let Some(points) = &record.eps_curve {
         println!("accuracy vs eps:");
@@ -234,9 +256,18 @@ fn curve(
             points.push(CurvePoint { eps, robust: clean });
             continue;
         }
-        let attack = build_attack(spec, ThreatModel { norm: threat.norm, eps })?;
+        let attack = build_attack(
+            spec,
+            ThreatModel {
+                norm: threat.norm,
+                eps,
+            },
+        )?;
         let r = eval::evaluate(model, test, &attack, batch, rng, bars)?;
-        points.push(CurvePoint { eps, robust: r.robust });
+        points.push(CurvePoint {
+            eps,
+            robust: r.robust,
+        });
     }
     Ok(points)
 }

@@ -8,7 +8,9 @@ use advtrain::eval;
 use advtrain::model::{self, ModelKind, ModelShape, Normalization, ZooModel};
 use advtrain::progress::Progress;
 use advtrain::run::{self, files, EvalRecord, RunConfig, Summary};
-use advtrain::train::{self, EpochMetrics, EpochObserver, MethodConfig, OptimizerConfig, Schedule, TrainConfig};
+use advtrain::train::{
+    self, EpochMetrics, EpochObserver, MethodConfig, OptimizerConfig, Schedule, TrainConfig,
+};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
@@ -107,10 +109,36 @@ macro_rules! merge {
 
 impl TrainSettings {
     fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
-        merge!(self, file, dataset, data, model, method, eps, norm, epochs, batch_size, lr,
-            optimizer, momentum, weight_decay, schedule, eps_warmup, augment, attack_steps,
-            step_size, alpha_factor, lambda, beta, val_size, val_steps, limit, seed,
-            final_steps, final_restarts)
+        merge!(
+            self,
+            file,
+            dataset,
+            data,
+            model,
+            method,
+            eps,
+            norm,
+            epochs,
+            batch_size,
+            lr,
+            optimizer,
+            momentum,
+            weight_decay,
+            schedule,
+            eps_warmup,
+            augment,
+            attack_steps,
+            step_size,
+            alpha_factor,
+            lambda,
+            beta,
+            val_size,
+            val_steps,
+            limit,
+            seed,
+            final_steps,
+            final_restarts
+        )
     }
 }
 
@@ -132,7 +160,11 @@ pub struct TrainArgs {
 }
 
 /// Turns settings into a fully resolved run configuration.
-fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<(RunConfig, usize, usize)> {
+fn resolve(
+    s: &TrainSettings,
+    device: &str,
+    threads: Option<usize>,
+) -> Result<(RunConfig, usize, usize)> {
     let dataset: DatasetName = s.dataset.as_deref().unwrap_or("fashion-mnist").parse()?;
     let data_dir = common::data_dir(dataset, s.data.as_deref())?;
     let model: ModelKind = s.model.as_deref().unwrap_or("small-cnn").parse()?;
@@ -143,13 +175,23 @@ fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<(R
             *steps = s.attack_steps.unwrap_or(*steps);
             *step_size = s.step_size.or(*step_size);
         }
-        MethodConfig::Mixed { lambda, steps, step_size } => {
+        MethodConfig::Mixed {
+            lambda,
+            steps,
+            step_size,
+        } => {
             *lambda = s.lambda.unwrap_or(*lambda);
             *steps = s.attack_steps.unwrap_or(*steps);
             *step_size = s.step_size.or(*step_size);
         }
-        MethodConfig::FgsmRs { alpha_factor } => *alpha_factor = s.alpha_factor.unwrap_or(*alpha_factor),
-        MethodConfig::Trades { beta, steps, step_size } => {
+        MethodConfig::FgsmRs { alpha_factor } => {
+            *alpha_factor = s.alpha_factor.unwrap_or(*alpha_factor)
+        }
+        MethodConfig::Trades {
+            beta,
+            steps,
+            step_size,
+        } => {
             *beta = s.beta.unwrap_or(*beta);
             *steps = s.attack_steps.unwrap_or(*steps);
             *step_size = s.step_size.or(*step_size);
@@ -214,7 +256,11 @@ fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<(R
         threads,
         train: t,
     };
-    Ok((config, s.final_steps.unwrap_or(20), s.final_restarts.unwrap_or(1).max(1)))
+    Ok((
+        config,
+        s.final_steps.unwrap_or(20),
+        s.final_restarts.unwrap_or(1).max(1),
+    ))
 }
 
 /// Writes a metrics line and the latest model after each epoch, and prints the epoch.
@@ -247,17 +293,23 @@ impl EpochObserver<ZooModel> for RunWriter<'_> {
 pub fn run(args: TrainArgs) -> Result<()> {
     let file = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            toml::from_str::<TrainSettings>(&text).with_context(|| format!("{}: invalid config", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            toml::from_str::<TrainSettings>(&text)
+                .with_context(|| format!("{}: invalid config", path.display()))?
         }
         None => TrainSettings::default(),
     };
     let settings = args.settings.merged_with(&file);
     let device = args.common.setup()?;
-    let (config, final_steps, final_restarts) = resolve(&settings, &args.common.device, args.common.threads)?;
+    let (config, final_steps, final_restarts) =
+        resolve(&settings, &args.common.device, args.common.threads)?;
     let t = &config.train;
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("{}-{}-{}-eps{}", config.dataset, config.model, t.method, t.eps))
+        PathBuf::from("runs").join(format!(
+            "{}-{}-{}-eps{}",
+            config.dataset, config.model, t.method, t.eps
+        ))
     });
     prepare_run_dir(&out, args.force)?;
 
@@ -290,8 +342,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     ));
 
     device.seed(t.seed);
-    let model = ZooModel::new(config.model, &config.shape, config.normalization.clone(), &device)?;
-    let mut writer = RunWriter { dir: &out, bars: &bars };
+    let model = ZooModel::new(
+        config.model,
+        &config.shape,
+        config.normalization.clone(),
+        &device,
+    )?;
+    let mut writer = RunWriter {
+        dir: &out,
+        bars: &bars,
+    };
     let trained = train::train(model, &train_set, &val_set, t, &device, &bars, &mut writer)?;
     model::save_safetensors(&trained.model, &out.join(files::MODEL))?;
 
@@ -314,9 +374,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     println!("run directory:    {}", out.display());
     println!("training time:    {:.1} s", trained.seconds);
-    println!("clean accuracy:   {}  (test, n={})", clean.display(), test.len());
+    println!(
+        "clean accuracy:   {}  (test, n={})",
+        clean.display(),
+        test.len()
+    );
     if final_steps > 0 && t.eps > 0.0 {
-        let attack = Pgd::new(t.threat()).steps(final_steps).restarts(final_restarts);
+        let attack = Pgd::new(t.threat())
+            .steps(final_steps)
+            .restarts(final_restarts);
         let mut rng = advtrain::rng::derived(t.seed, 3);
         let result = eval::evaluate(&trained.model, &test, &attack, batch, &mut rng, &bars)?;
         let record = EvalRecord::from_eval(
@@ -337,7 +403,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             t.eps
         );
     } else if t.eps == 0.0 {
-        println!("robust accuracy:  not measured (eps=0); run `advtrain eval --run {} --eps 0.1`", out.display());
+        println!(
+            "robust accuracy:  not measured (eps=0); run `advtrain eval --run {} --eps 0.1`",
+            out.display()
+        );
     }
     run::write_json(&out.join(files::SUMMARY), &summary)?;
     Ok(())
@@ -366,5 +435,6 @@ fn prepare_run_dir(out: &Path, force: bool) -> Result<()> {
             }
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run directory", out.display()))
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create run directory", out.display()))
 }

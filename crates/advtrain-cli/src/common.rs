@@ -63,13 +63,21 @@ pub fn data_dir(name: DatasetName, data: Option<&Path>) -> Result<PathBuf> {
     match data {
         Some(d) => Ok(d.to_path_buf()),
         None => name.default_dir().with_context(|| {
-            format!("{name} has no default location: pass --data DIR ({})", name.missing_hint())
+            format!(
+                "{name} has no default location: pass --data DIR ({})",
+                name.missing_hint()
+            )
         }),
     }
 }
 
 /// Loads a split, keeping only the first `limit` examples if asked.
-pub fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
+pub fn load_split(
+    name: DatasetName,
+    dir: &Path,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<Dataset> {
     let data = data::load(name, dir, split)?;
     Ok(match limit {
         Some(n) => data.take(n),
@@ -95,7 +103,12 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
         .dataset
         .parse()
         .with_context(|| format!("{}: bad dataset", dir.join(files::CONFIG).display()))?;
-    let fresh = ZooModel::new(config.model, &config.shape, config.normalization.clone(), device)?;
+    let fresh = ZooModel::new(
+        config.model,
+        &config.shape,
+        config.normalization.clone(),
+        device,
+    )?;
     let model = model::load_safetensors(fresh, &dir.join(files::MODEL))?;
     Ok(LoadedRun {
         dir: dir.to_path_buf(),

@@ -27,12 +27,17 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Each command takes negative numbers as values, so "--eps -0.1" reaches validation
+// ("eps must be >= 0") instead of confusing the parser.
 enum Command {
     /// Train a model (standard or adversarial) and write a run directory.
+    #[command(allow_negative_numbers = true)]
     Train(Box<cmd_train::TrainArgs>),
     /// Measure clean and robust accuracy of a run's model on the test set.
+    #[command(allow_negative_numbers = true)]
     Eval(Box<cmd_eval::EvalArgs>),
     /// Write adversarial examples and a PNG grid for a few test images.
+    #[command(allow_negative_numbers = true)]
     Attack(Box<cmd_attack::AttackArgs>),
 }
 

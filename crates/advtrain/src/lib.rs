@@ -47,3 +47,8 @@ pub mod prelude {
 
 /// advtrain's version, written into every run directory.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's code examples, compiled and run as doc tests so they cannot go stale.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -29,10 +29,24 @@ use crate::{Error, Result};
 ///
 /// Implement this for your own module to use advtrain's attacks, training and evaluation:
 ///
-/// ```ignore
-/// impl Classifier for MyNet {
-///     fn logits(&self, images: Tensor<4>) -> Tensor<2> { self.forward(images) }
+/// ```
+/// use advtrain::model::Classifier;
+/// use burn::prelude::*;
+///
+/// #[derive(Module, Debug)]
+/// struct MyNet {
+///     fc: burn::nn::Linear,
 /// }
+///
+/// impl Classifier for MyNet {
+///     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+///         self.fc.forward(images.flatten(1, 3))
+///     }
+/// }
+///
+/// let device = Device::flex();
+/// let net = MyNet { fc: burn::nn::LinearConfig::new(784, 10).init(&device) };
+/// assert_eq!(net.logits(Tensor::zeros([2, 1, 28, 28], &device)).dims(), [2, 10]);
 /// ```
 pub trait Classifier: Module {
     /// Logits `[batch, classes]` for images `[batch, channels, height, width]` in `[0, 1]`.
@@ -249,7 +263,9 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> R
         path: path.to_path_buf(),
         message,
     };
-    model.save_into(&mut store).map_err(|e| fail(e.to_string()))?;
+    model
+        .save_into(&mut store)
+        .map_err(|e| fail(e.to_string()))?;
     let bytes = store.get_bytes().map_err(|e| fail(e.to_string()))?;
     crate::run::write_atomic(path, &bytes)
 }

@@ -198,11 +198,12 @@ pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> Rgb
                 }
             }
         }
-        let fooled = ex.adv_pred[i] != ex.labels[i];
-        let colour = if fooled {
-            Rgb([200, 0, 0])
-        } else {
-            Rgb([0, 110, 0])
+        let clean_ok = ex.clean_pred[i] == ex.labels[i];
+        let fooled = clean_ok && ex.adv_pred[i] != ex.labels[i];
+        let (colour, verdict) = match (clean_ok, fooled) {
+            (false, _) => (Rgb([110, 110, 110]), " (wrong already)"),
+            (true, true) => (Rgb([200, 0, 0]), " FOOLED"),
+            (true, false) => (Rgb([0, 110, 0]), " robust"),
         };
         draw_text(
             &mut img,

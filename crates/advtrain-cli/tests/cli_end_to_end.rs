@@ -1,0 +1,331 @@
+//! The CLI as a user runs it, on a tiny generated IDX data set: train → eval → attack, then
+//! the run directory's files and the errors a user meets.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use advtrain::data::idx::{write_idx_images, write_idx_labels};
+use advtrain::data::synthetic;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_advtrain"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("advtrain-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a 28×28, 10-class template data set in the Fashion-MNIST file layout.
+fn write_tiny_fashion(dir: &Path) {
+    for (split, n, seed) in [("train", 600, 1u64), ("t10k", 120, 2)] {
+        // Same templates (seed 7) for both splits; the per-split seed only changes noise.
+        let all = synthetic::templates(n + 600 * (seed as usize), 10, 1, 28, 0.1, 7);
+        let start = 600 * (seed as usize - 1);
+        let data = all.subset(&(start..start + n).collect::<Vec<_>>());
+        let pixels: Vec<u8> = data
+            .images
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        write_idx_images(
+            &dir.join(format!("{split}-images-idx3-ubyte.gz")),
+            n,
+            28,
+            28,
+            &pixels,
+            true,
+        )
+        .unwrap();
+        write_idx_labels(
+            &dir.join(format!("{split}-labels-idx1-ubyte")),
+            &data.labels,
+            false,
+        )
+        .unwrap();
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("advtrain runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "command failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("advtrain runs");
+    assert!(!out.status.success(), "command should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    stderr
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn train_eval_attack_on_generated_data() {
+    let root = scratch("e2e");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let run = root.join("run");
+    let config = root.join("train.toml");
+    // Settings from a file; the --epochs flag must win over the file's value.
+    std::fs::write(&config, "method = \"fgsm-rs\"\nepochs = 5\nbatch-size = 50\nval-size = 100\noptimizer = \"adam\"\nlr = 0.003\nschedule = \"constant\"\n").unwrap();
+    let out = run_ok(
+        bin()
+            .args([
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--model",
+                "small-cnn",
+                "--eps",
+                "0.1",
+                "--epochs",
+                "3",
+                "--final-steps",
+                "5",
+                "-q",
+                "--seed",
+                "3",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&run),
+    );
+    assert!(
+        out.contains("clean accuracy:") && out.contains("robust accuracy:"),
+        "{out}"
+    );
+
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "model.safetensors",
+        "summary.json",
+        "eval-pgd.json",
+    ] {
+        assert!(run.join(f).is_file(), "run directory lacks {f}");
+    }
+    let config_text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config_text.contains("seed = 3") && config_text.contains("advtrain_version"),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("epochs = 3"),
+        "the flag did not win over the file: {config_text}"
+    );
+    assert!(
+        config_text.contains("batch_size = 50"),
+        "the file's setting was lost: {config_text}"
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for key in [
+        "epoch",
+        "train_loss",
+        "val_clean_accuracy",
+        "val_robust_accuracy",
+        "epoch_seconds",
+    ] {
+        assert!(!first[key].is_null(), "metrics line lacks {key}: {first}");
+    }
+    let summary = json(&run.join("summary.json"));
+    for key in [
+        "method",
+        "eps",
+        "epochs",
+        "train_seconds",
+        "clean_accuracy",
+        "robust_accuracy",
+    ] {
+        assert!(!summary[key].is_null(), "summary lacks {key}: {summary}");
+    }
+    assert_eq!(summary["method"], "fgsm-rs");
+    // Chance is 10%.
+    assert!(
+        summary["clean_accuracy"].as_f64().unwrap() > 0.5,
+        "did not learn: {summary}"
+    );
+
+    // eval: FGSM with an eps curve.
+    let out = run_ok(
+        bin()
+            .args(["eval", "--attack", "fgsm", "--eps-curve", "0,0.1,0.3", "-q"])
+            .arg("--run")
+            .arg(&run),
+    );
+    assert!(out.contains("accuracy vs eps"), "{out}");
+    let fgsm = json(&run.join("eval-fgsm.json"));
+    for key in [
+        "attack",
+        "norm",
+        "eps",
+        "n",
+        "clean_accuracy",
+        "robust_accuracy",
+    ] {
+        assert!(!fgsm[key].is_null(), "eval record lacks {key}");
+    }
+    assert_eq!(fgsm["n"], 120);
+    assert_eq!(
+        fgsm["per_example"]["robust_correct"]
+            .as_array()
+            .unwrap()
+            .len(),
+        120
+    );
+    let curve = fgsm["eps_curve"].as_array().unwrap();
+    let accs: Vec<f64> = curve
+        .iter()
+        .map(|p| p["robust"]["value"].as_f64().unwrap())
+        .collect();
+    assert!(accs[0] >= accs[2], "accuracy rose with eps: {accs:?}");
+
+    // attack: examples and a PNG grid.
+    let adv = root.join("adv");
+    run_ok(
+        bin()
+            .args(["attack", "--attack", "pgd", "--steps", "5", "-n", "6", "-q"])
+            .arg("--run")
+            .arg(&run)
+            .arg("--out")
+            .arg(&adv),
+    );
+    let grid = image::open(adv.join("grid.png")).expect("grid.png is a PNG");
+    assert!(grid.width() > 3 * 28 && grid.height() > 6 * 28);
+    let ex = advtrain::report::load_examples(&adv.join("adversarial.safetensors")).unwrap();
+    assert_eq!(ex.len(), 6);
+    let max_delta = ex
+        .clean
+        .iter()
+        .zip(&ex.adversarial)
+        .map(|(c, a)| (a - c).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_delta <= 0.1 + 1e-6,
+        "saved examples leave the ball: {max_delta}"
+    );
+
+    // A second train into the same directory is refused and loses nothing.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let err = run_err(
+        bin()
+            .args(["train", "--epochs", "1", "-q"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(
+        before,
+        std::fs::read(run.join("model.safetensors")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let root = scratch("errors");
+    // Missing data directory: names it and says how to install.
+    let err = run_err(
+        bin()
+            .args(["train", "--data", "/nonexistent/fm", "-q"])
+            .arg("--out")
+            .arg(root.join("r1")),
+    );
+    assert!(
+        err.contains("/nonexistent/fm") && err.contains("apt-get install"),
+        "{err}"
+    );
+    // Corrupt file: names the file and the problem.
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    std::fs::write(
+        data.join("t10k-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 120, 1, 2],
+    )
+    .unwrap();
+    let err = run_err(
+        bin()
+            .args(["train", "-q"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(root.join("r2")),
+    );
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte") && err.contains("truncated"),
+        "{err}"
+    );
+    // Out-of-range and non-numeric settings.
+    for (flags, needle) in [
+        (vec!["--eps", "-0.1"], "eps"),
+        (vec!["--eps", "NaN"], "eps"),
+        (vec!["--eps", "2"], "eps"),
+        (vec!["--method", "magic"], "unknown method"),
+        (vec!["--model", "vgg99"], "unknown model"),
+        (vec!["--lr", "0"], "learning rate"),
+    ] {
+        let err = run_err(
+            bin()
+                .arg("train")
+                .args(&flags)
+                .arg("--data")
+                .arg(&data)
+                .arg("--out")
+                .arg(root.join("r3")),
+        );
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
+    // eval on something that is not a run.
+    let err = run_err(bin().args(["eval", "--run"]).arg(root.join("nope")));
+    assert!(err.contains("no such run directory"), "{err}");
+    // A corrupt model file (on repaired data).
+    write_tiny_fashion(&data);
+    let run = root.join("r4");
+    std::fs::create_dir_all(&run).unwrap();
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "1",
+                "--limit",
+                "300",
+                "--val-size",
+                "50",
+                "--final-steps",
+                "0",
+                "-q",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    std::fs::write(run.join("model.safetensors"), b"not a model").unwrap();
+    let err = run_err(bin().args(["eval", "-q", "--run"]).arg(&run));
+    assert!(err.contains("model.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
