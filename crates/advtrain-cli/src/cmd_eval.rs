@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
-use advtrain::attack::{Attack, AttackLoss, Fgsm, Pgd, TargetMode};
+use advtrain::attack::{
+    AnyAttack, Apgd, ApgdLoss, ApgdTargeted, AttackLoss, Fgsm, Pgd, Square, TargetMode,
+};
+use advtrain::eval::checks::{self, ChecksConfig, Verdict};
+use advtrain::eval::ensemble::{self, EnsemblePreset};
 use advtrain::eval::{self, CurvePoint};
 use advtrain::model::ZooModel;
 use advtrain::run::{self, files, EvalRecord, Summary};
@@ -16,7 +20,8 @@ use crate::progress::Bars;
 /// How to attack.
 #[derive(Args, Clone, Debug)]
 pub struct AttackSpec {
-    /// fgsm (fgm for l2) or pgd.
+    /// fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, square (L-inf, black-box),
+    /// autoattack (APGD-CE → APGD-T → Square on the points still robust) or autoattack-fast.
     #[arg(long, default_value = "pgd")]
     pub attack: String,
     /// Radius (default: the run's training eps).
@@ -40,6 +45,12 @@ pub struct AttackSpec {
     /// Targeted PGD: random, least-likely, or a class index.
     #[arg(long)]
     pub target: Option<String>,
+    /// Square: query budget per example.
+    #[arg(long, default_value_t = 5000)]
+    pub queries: usize,
+    /// APGD-T: number of target classes.
+    #[arg(long, default_value_t = 9)]
+    pub targets: usize,
 }
 
 impl AttackSpec {
@@ -75,36 +86,19 @@ impl AttackSpec {
     }
 }
 
-/// A concrete attack chosen at run time.
-pub enum AnyAttack {
-    Fgsm(Fgsm),
-    Pgd(Pgd),
+fn positive(v: usize, flag: &str) -> Result<usize> {
+    if v == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(v)
 }
 
-impl Attack for AnyAttack {
-    fn name(&self) -> String {
-        match self {
-            AnyAttack::Fgsm(a) => a.name(),
-            AnyAttack::Pgd(a) => a.name(),
-        }
-    }
-    fn threat(&self) -> ThreatModel {
-        match self {
-            AnyAttack::Fgsm(a) => a.threat(),
-            AnyAttack::Pgd(a) => a.threat(),
-        }
-    }
-    fn perturb<M: advtrain::model::Classifier>(
-        &self,
-        model: &M,
-        x: burn::prelude::Tensor<4>,
-        y: burn::prelude::Tensor<1, burn::prelude::Int>,
-        rng: &mut advtrain::rng::AdvRng,
-    ) -> burn::prelude::Tensor<4> {
-        match self {
-            AnyAttack::Fgsm(a) => a.perturb(model, x, y, rng),
-            AnyAttack::Pgd(a) => a.perturb(model, x, y, rng),
-        }
+/// The ensemble `spec` names, if it names one.
+pub fn preset(spec: &AttackSpec) -> Option<EnsemblePreset> {
+    match spec.attack.as_str() {
+        "autoattack" => Some(EnsemblePreset::Standard),
+        "autoattack-fast" => Some(EnsemblePreset::Fast),
+        _ => None,
     }
 }
 
@@ -145,7 +139,27 @@ pub fn build_attack(spec: &AttackSpec, threat: ThreatModel) -> Result<AnyAttack>
             }
             AnyAttack::Pgd(pgd)
         }
-        other => bail!("unknown attack '{other}': expected fgsm or pgd (more in later versions)"),
+        "apgd-ce" | "apgd-dlr" | "apgd" => AnyAttack::Apgd(
+            Apgd::new(threat)
+                .steps(positive(spec.steps, "--steps")?)
+                .restarts(positive(spec.restarts, "--restarts")?)
+                .loss(if spec.attack == "apgd-dlr" { ApgdLoss::Dlr } else { ApgdLoss::CrossEntropy }),
+        ),
+        "apgd-t" => AnyAttack::ApgdTargeted(
+            ApgdTargeted::new(threat)
+                .steps(positive(spec.steps, "--steps")?)
+                .targets(positive(spec.targets, "--targets")?),
+        ),
+        "square" => {
+            if threat.norm != advtrain::threat::Norm::Linf {
+                bail!("the Square attack is L-inf only");
+            }
+            AnyAttack::Square(Square::new(threat).queries(positive(spec.queries, "--queries")?))
+        }
+        "autoattack" | "autoattack-fast" => bail!("{} is an ensemble: use it with `advtrain eval`", spec.attack),
+        other => bail!(
+            "unknown attack '{other}': expected fgsm, pgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or autoattack-fast"
+        ),
     })
 }
 
@@ -169,6 +183,10 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also run the sanity checklist (Carlini et al. 2019) on the evaluated examples and
+    /// write checks.json; use --limit to bound its cost (it attacks the set ~10 times).
+    #[arg(long)]
+    pub checks: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -177,7 +195,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.common.setup()?;
     let loaded = common::load_run(&args.run, &device)?;
     let threat = args.spec.threat(&loaded)?;
-    let attack = build_attack(&args.spec, threat)?;
+    let ensemble_preset = preset(&args.spec);
+    let attack = match ensemble_preset {
+        Some(_) => None,
+        None => Some(build_attack(&args.spec, threat)?),
+    };
     let curve_eps = args
         .eps_curve
         .as_deref()
@@ -187,16 +209,56 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let bars = Bars::new(args.common.quiet);
     let mut rng = advtrain::rng::seeded(args.seed);
     let batch = args.batch_size.max(1);
-    let result = eval::evaluate(&loaded.model, &test, &attack, batch, &mut rng, &bars)?;
-    let is_pgd = matches!(attack, AnyAttack::Pgd(_));
-    let mut record = EvalRecord::from_eval(
-        &args.spec.attack,
-        &result,
-        is_pgd.then_some(args.spec.steps),
-        is_pgd.then_some(args.spec.restarts),
-        args.seed,
-        &loaded.dataset.class_names(),
-    );
+    let class_names = loaded.dataset.class_names();
+    let (result, mut record) = match (&attack, ensemble_preset) {
+        (Some(attack), _) => {
+            let result = eval::evaluate(&loaded.model, &test, attack, batch, &mut rng, &bars)?;
+            let iterative = matches!(
+                attack,
+                AnyAttack::Pgd(_) | AnyAttack::Apgd(_) | AnyAttack::ApgdTargeted(_)
+            );
+            let restartable = matches!(attack, AnyAttack::Pgd(_) | AnyAttack::Apgd(_));
+            let record = EvalRecord::from_eval(
+                &args.spec.attack,
+                &result,
+                iterative.then_some(args.spec.steps),
+                restartable.then_some(args.spec.restarts),
+                args.seed,
+                &class_names,
+            );
+            (result, record)
+        }
+        (None, Some(p)) => {
+            let attacks = p.attacks(threat);
+            let ens = ensemble::ensemble(
+                p.name(),
+                &loaded.model,
+                &test,
+                &attacks,
+                batch,
+                &mut rng,
+                &bars,
+            )?;
+            let result = ens.as_eval();
+            let mut record =
+                EvalRecord::from_eval(p.name(), &result, None, None, args.seed, &class_names);
+            record.stages = Some(ens.stages.clone());
+            record.broken_by = Some(ens.broken_by.clone());
+            println!("stages:");
+            for s in &ens.stages {
+                println!(
+                    "  {:<40} attacked {:>6}  broke {:>6}  robust after {:>7.2}%  {:>7.1} s",
+                    s.attack,
+                    s.attacked,
+                    s.broken,
+                    100.0 * s.robust_after,
+                    s.seconds
+                );
+            }
+            (result, record)
+        }
+        (None, None) => unreachable!("either an attack or an ensemble"),
+    };
     if let Some(eps_values) = curve_eps {
         record.eps_curve = Some(curve(
             &loaded.model,
@@ -235,6 +297,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     println!("written:          {}", path.display());
+    if args.checks {
+        let mut cfg = ChecksConfig::new(threat);
+        cfg.steps = args.spec.steps.max(1);
+        cfg.batch_size = batch;
+        let results = checks::run_checks(&loaded.model, &test, &cfg, &mut rng, &bars)?;
+        println!("sanity checks (n={}):", test.len());
+        for c in &results {
+            let tag = match c.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Warn => "WARN",
+                Verdict::Skip => "SKIP",
+            };
+            println!("  {tag} {}. {}: {}", c.id, c.name, c.detail);
+        }
+        let checks_path = loaded.dir.join("checks.json");
+        run::write_json(&checks_path, &results)?;
+        println!("written:          {}", checks_path.display());
+    }
     Ok(())
 }
 
@@ -256,18 +336,17 @@ fn curve(
             points.push(CurvePoint { eps, robust: clean });
             continue;
         }
-        let attack = build_attack(
-            spec,
-            ThreatModel {
-                norm: threat.norm,
-                eps,
-            },
-        )?;
-        let r = eval::evaluate(model, test, &attack, batch, rng, bars)?;
-        points.push(CurvePoint {
+        let at = ThreatModel {
+            norm: threat.norm,
             eps,
-            robust: r.robust,
-        });
+        };
+        let robust = match preset(spec) {
+            Some(p) => {
+                ensemble::ensemble(p.name(), model, test, &p.attacks(at), batch, rng, bars)?.robust
+            }
+            None => eval::evaluate(model, test, &build_attack(spec, at)?, batch, rng, bars)?.robust,
+        };
+        points.push(CurvePoint { eps, robust });
     }
     Ok(points)
 }

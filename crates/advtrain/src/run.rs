@@ -112,6 +112,11 @@ pub struct EvalRecord {
     pub eps_curve: Option<Vec<CurvePoint>>,
     /// Per example flags (1 = correct) and predictions, in data-set order.
     pub per_example: PerExample,
+    /// Ensembles: what each stage did, and per example which attack broke it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<crate::eval::ensemble::Stage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_by: Option<Vec<Option<String>>>,
 }
 
 /// Per-class accuracies.
@@ -171,6 +176,8 @@ impl EvalRecord {
             max_perturbation: result.max_perturbation,
             per_class,
             eps_curve: None,
+            stages: None,
+            broken_by: None,
             per_example: PerExample {
                 labels: result.labels.clone(),
                 clean_correct: flags(&result.clean_correct),

@@ -96,3 +96,43 @@ pub fn kl_from_logits(clean_logits: Tensor<2>, adv_logits: Tensor<2>) -> Tensor<
         .sum_dim(1)
         .reshape([b])
 }
+
+/// Per-example difference-of-logits-ratio loss (Croce & Hein 2020), to maximise:
+/// `−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)` with `π` the logits sorted in
+/// decreasing order. Invariant to shifting and rescaling the logits, so saturated or
+/// temperature-scaled models cannot hide behind small gradients. Needs at least 3 classes;
+/// with fewer, the (scale-dependent) CW margin is returned instead.
+pub fn dlr(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, k] = logits.dims();
+    if k < 3 {
+        return cw_margin(logits, labels);
+    }
+    let sorted = logits.clone().sort_descending(1);
+    let z1 = sorted.clone().slice([0..b, 0..1]).reshape([b]);
+    let z3 = sorted.slice([0..b, 2..3]).reshape([b]);
+    cw_margin(logits, labels) / (z1 - z3).add_scalar(1e-12)
+}
+
+/// Per-example targeted DLR loss towards `targets`, to maximise:
+/// `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)`. Needs at least 4 classes; with
+/// fewer it falls back to the targeted CW margin `z_t − max_{j≠t} z_j`.
+pub fn dlr_targeted(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    targets: Tensor<1, Int>,
+) -> Tensor<1> {
+    let [b, k] = logits.dims();
+    if k < 4 {
+        return cw_margin(logits, targets).neg();
+    }
+    let sorted = logits.clone().sort_descending(1);
+    let z1 = sorted.clone().slice([0..b, 0..1]).reshape([b]);
+    let z3 = sorted.clone().slice([0..b, 2..3]).reshape([b]);
+    let z4 = sorted.slice([0..b, 3..4]).reshape([b]);
+    let z_y = logits
+        .clone()
+        .gather(1, labels.reshape([b, 1]))
+        .reshape([b]);
+    let z_t = logits.gather(1, targets.reshape([b, 1])).reshape([b]);
+    (z_t - z_y) / (z1 - (z3 + z4).mul_scalar(0.5)).add_scalar(1e-12)
+}

@@ -6,6 +6,9 @@
 //! RobustBench/AutoAttack). The attack's output is checked against its threat model before it
 //! is scored, so a buggy attack cannot inflate or deflate the number silently.
 
+pub mod checks;
+pub mod ensemble;
+
 use std::time::Instant;
 
 use burn::prelude::{Int, Tensor};

@@ -1,0 +1,56 @@
+//! An attack chosen at run time: the CLI's `--attack` and the ensemble's stages.
+
+use burn::prelude::{Int, Tensor};
+
+use super::{Apgd, ApgdTargeted, Attack, Fgsm, Pgd, Square};
+use crate::model::Classifier;
+use crate::rng::AdvRng;
+use crate::threat::ThreatModel;
+
+/// Any of advtrain's attacks.
+#[derive(Clone, Debug)]
+pub enum AnyAttack {
+    Fgsm(Fgsm),
+    Pgd(Pgd),
+    Apgd(Apgd),
+    ApgdTargeted(ApgdTargeted),
+    Square(Square),
+}
+
+impl Attack for AnyAttack {
+    fn name(&self) -> String {
+        match self {
+            AnyAttack::Fgsm(a) => a.name(),
+            AnyAttack::Pgd(a) => a.name(),
+            AnyAttack::Apgd(a) => a.name(),
+            AnyAttack::ApgdTargeted(a) => a.name(),
+            AnyAttack::Square(a) => a.name(),
+        }
+    }
+
+    fn threat(&self) -> ThreatModel {
+        match self {
+            AnyAttack::Fgsm(a) => a.threat(),
+            AnyAttack::Pgd(a) => a.threat(),
+            AnyAttack::Apgd(a) => a.threat(),
+            AnyAttack::ApgdTargeted(a) => a.threat(),
+            AnyAttack::Square(a) => a.threat(),
+        }
+    }
+
+    fn perturb<M: Classifier>(
+        &self,
+        model: &M,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        rng: &mut AdvRng,
+    ) -> Tensor<4> {
+        match self {
+            AnyAttack::Fgsm(a) => a.perturb(model, x, y, rng),
+            AnyAttack::Pgd(a) => a.perturb(model, x, y, rng),
+            AnyAttack::Apgd(a) => a.perturb(model, x, y, rng),
+            AnyAttack::ApgdTargeted(a) => a.perturb(model, x, y, rng),
+            AnyAttack::Square(a) => a.perturb(model, x, y, rng),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
+//! ensemble of diverse parameter-free attacks"): PGD without a step size to tune. It starts
+//! at 2ε, halves the step per example at checkpoints where progress stalls, adds momentum
+//! and restarts from the best point found. APGD-CE maximises cross-entropy; APGD-T maximises
+//! the targeted DLR loss towards each of the top-k other classes in turn.
+//!
+//! Follows the reference implementation (AutoAttack's `apgd`): checkpoints at
+//! `p_0 = 0, p_1 = 0.22`, then shrinking by `0.03·N` down to `0.06·N`; oscillation threshold
+//! ρ = 0.75; momentum 0.75; random start on the sphere of radius ε (L∞: scaled uniform).
+
+use burn::prelude::{Int, Tensor, TensorData};
+
+use super::{
+    cross_entropy, dlr, dlr_targeted, eval_mode, float_vec, input_gradient_with, int_vec, Attack,
+};
+use crate::model::Classifier;
+use crate::rng::{self, AdvRng};
+use crate::threat::{per_example_l2, Norm, ThreatModel};
+
+/// The loss APGD ascends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApgdLoss {
+    CrossEntropy,
+    /// Difference of logits ratio (falls back to the CW margin below 3 classes).
+    Dlr,
+}
+
+/// Untargeted APGD.
+#[derive(Clone, Debug)]
+pub struct Apgd {
+    pub threat: ThreatModel,
+    pub steps: usize,
+    pub restarts: usize,
+    pub loss: ApgdLoss,
+}
+
+impl Apgd {
+    /// APGD-CE with AutoAttack's standard budget: 100 iterations, 1 restart.
+    pub fn new(threat: ThreatModel) -> Self {
+        Self {
+            threat,
+            steps: 100,
+            restarts: 1,
+            loss: ApgdLoss::CrossEntropy,
+        }
+    }
+
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    pub fn restarts(mut self, restarts: usize) -> Self {
+        self.restarts = restarts;
+        self
+    }
+
+    pub fn loss(mut self, loss: ApgdLoss) -> Self {
+        self.loss = loss;
+        self
+    }
+}
+
+impl Attack for Apgd {
+    fn name(&self) -> String {
+        let loss = match self.loss {
+            ApgdLoss::CrossEntropy => "ce",
+            ApgdLoss::Dlr => "dlr",
+        };
+        format!(
+            "apgd-{loss}-{}x{} {}",
+            self.steps,
+            self.restarts.max(1),
+            self.threat.describe()
+        )
+    }
+
+    fn threat(&self) -> ThreatModel {
+        self.threat
+    }
+
+    fn perturb<M: Classifier>(
+        &self,
+        model: &M,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        rng: &mut AdvRng,
+    ) -> Tensor<4> {
+        let model = eval_mode(model);
+        let labels = int_vec(&y);
+        let mut merged = Merged::new(x.clone());
+        for _ in 0..self.restarts.max(1) {
+            let loss = self.loss;
+            let yy = y.clone();
+            let objective = move |logits: Tensor<2>| match loss {
+                ApgdLoss::CrossEntropy => cross_entropy(logits, yy.clone()),
+                ApgdLoss::Dlr => dlr(logits, yy.clone()),
+            };
+            let run = single_run(
+                &model,
+                &x,
+                &labels,
+                &objective,
+                self.threat,
+                self.steps,
+                rng,
+            );
+            merged.absorb(run);
+            if merged.all_successful() {
+                break;
+            }
+        }
+        merged.x
+    }
+}
+
+/// APGD-T: targeted DLR towards each of the `targets` most likely other classes in turn
+/// (AutoAttack: 9 targets, 100 iterations, 1 restart each). An example counts as broken as
+/// soon as it is misclassified, whatever the class.
+#[derive(Clone, Debug)]
+pub struct ApgdTargeted {
+    pub threat: ThreatModel,
+    pub steps: usize,
+    pub targets: usize,
+}
+
+impl ApgdTargeted {
+    pub fn new(threat: ThreatModel) -> Self {
+        Self {
+            threat,
+            steps: 100,
+            targets: 9,
+        }
+    }
+
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    pub fn targets(mut self, targets: usize) -> Self {
+        self.targets = targets;
+        self
+    }
+}
+
+impl Attack for ApgdTargeted {
+    fn name(&self) -> String {
+        format!(
+            "apgd-t-{}x{}targets {}",
+            self.steps,
+            self.targets,
+            self.threat.describe()
+        )
+    }
+
+    fn threat(&self) -> ThreatModel {
+        self.threat
+    }
+
+    fn perturb<M: Classifier>(
+        &self,
+        model: &M,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        rng: &mut AdvRng,
+    ) -> Tensor<4> {
+        let model = eval_mode(model);
+        let labels = int_vec(&y);
+        let b = labels.len();
+        let clean_logits = model.logits(x.clone());
+        let k = clean_logits.dims()[1];
+        // Classes by decreasing clean logit; targets are ranks 2, 3, ... (rank 1 is usually y).
+        let (_, order) = clean_logits.sort_descending_with_indices(1);
+        let order = int_vec(&order.reshape([b * k]));
+        let mut merged = Merged::new(x.clone());
+        for rank in 1..=self.targets.min(k - 1) {
+            let targets: Vec<i64> = (0..b)
+                .map(|i| {
+                    // The rank-th most likely class other than the label.
+                    let row = &order[i * k..(i + 1) * k];
+                    *row.iter()
+                        .filter(|&&c| c != labels[i])
+                        .nth(rank - 1)
+                        .expect("rank < classes")
+                })
+                .collect();
+            let t = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), &x.device());
+            let yy = y.clone();
+            let objective = move |logits: Tensor<2>| dlr_targeted(logits, yy.clone(), t.clone());
+            let run = single_run(
+                &model,
+                &x,
+                &labels,
+                &objective,
+                self.threat,
+                self.steps,
+                rng,
+            );
+            merged.absorb(run);
+            if merged.all_successful() {
+                break;
+            }
+        }
+        merged.x
+    }
+}
+
+/// The outcome of one APGD run, per example.
+struct RunResult {
+    /// The first misclassified point found, else the point of highest loss.
+    x: Tensor<4>,
+    success: Vec<bool>,
+    loss: Vec<f32>,
+}
+
+/// Per-example best over restarts/targets: success first, then loss.
+struct Merged {
+    x: Tensor<4>,
+    success: Vec<bool>,
+    loss: Vec<f32>,
+    seen: bool,
+}
+
+impl Merged {
+    fn new(x: Tensor<4>) -> Self {
+        Self {
+            x,
+            success: Vec::new(),
+            loss: Vec::new(),
+            seen: false,
+        }
+    }
+
+    fn absorb(&mut self, run: RunResult) {
+        if !self.seen {
+            self.x = run.x;
+            self.success = run.success;
+            self.loss = run.loss;
+            self.seen = true;
+            return;
+        }
+        let take: Vec<bool> = (0..self.success.len())
+            .map(|i| {
+                (run.success[i] && !self.success[i])
+                    || (run.success[i] == self.success[i]
+                        && !self.success[i]
+                        && run.loss[i] > self.loss[i])
+            })
+            .collect();
+        for (i, &t) in take.iter().enumerate() {
+            if t {
+                self.success[i] = run.success[i];
+                self.loss[i] = run.loss[i];
+            }
+        }
+        self.x = blend(self.x.clone(), run.x, &take);
+    }
+
+    fn all_successful(&self) -> bool {
+        self.seen && self.success.iter().all(|&s| s)
+    }
+}
+
+/// Rows of `b` where `take` is set, rows of `a` elsewhere.
+fn blend(a: Tensor<4>, b: Tensor<4>, take: &[bool]) -> Tensor<4> {
+    if !take.iter().any(|&t| t) {
+        return a;
+    }
+    let m: Vec<f32> = take.iter().map(|&t| f32::from(u8::from(t))).collect();
+    let m = Tensor::<4>::from_data(TensorData::new(m, [take.len(), 1, 1, 1]), &a.device());
+    a * m.clone().neg().add_scalar(1.0) + b * m
+}
+
+/// A per-example scalar as a `[batch, 1, 1, 1]` tensor.
+fn column(values: &[f32], like: &Tensor<4>) -> Tensor<4> {
+    Tensor::<4>::from_data(
+        TensorData::new(values.to_vec(), [values.len(), 1, 1, 1]),
+        &like.device(),
+    )
+}
+
+/// One APGD run of `steps` iterations from a random start.
+fn single_run<M: Classifier>(
+    model: &M,
+    x: &Tensor<4>,
+    labels: &[i64],
+    objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
+    threat: ThreatModel,
+    steps: usize,
+    rng: &mut AdvRng,
+) -> RunResult {
+    let b = labels.len();
+    let dims = x.dims();
+    let n = dims.iter().product::<usize>();
+    let eps = threat.eps;
+
+    // Random start on the boundary of the ball (as the reference does).
+    let t = match threat.norm {
+        Norm::Linf => {
+            let t = Tensor::<4>::from_data(
+                TensorData::new(rng::uniform_vec(rng, n, -1.0, 1.0), dims),
+                &x.device(),
+            );
+            let max = t
+                .clone()
+                .abs()
+                .reshape([b as i32, -1])
+                .max_dim(1)
+                .reshape([b, 1, 1, 1]);
+            t / max.add_scalar(1e-12)
+        }
+        Norm::L2 => {
+            let t =
+                Tensor::<4>::from_data(TensorData::new(rng::normal_vec(rng, n), dims), &x.device());
+            let norm = per_example_l2(t.clone());
+            t / norm.add_scalar(1e-12)
+        }
+    };
+    let mut x_adv = (x.clone() + t.mul_scalar(eps)).clamp(0.0, 1.0);
+
+    let eval = |x_at: &Tensor<4>| {
+        let g = input_gradient_with(model, x_at.clone(), |l| objective(l));
+        let pred = int_vec(&g.logits.clone().argmax(1).reshape([b]));
+        let loss = float_vec(&g.objective);
+        let loss: Vec<f32> = loss
+            .into_iter()
+            .map(|v| if v.is_nan() { f32::NEG_INFINITY } else { v })
+            .collect();
+        (g.grad, pred, loss)
+    };
+
+    let (mut grad, pred, loss) = eval(&x_adv);
+    let mut success: Vec<bool> = (0..b).map(|i| pred[i] != labels[i]).collect();
+    let mut x_best_adv = x_adv.clone();
+    let mut x_best = x_adv.clone();
+    let mut grad_best = grad.clone();
+    let mut loss_best = loss.clone();
+    let mut loss_steps: Vec<Vec<f32>> = vec![loss];
+
+    let mut step = vec![2.0 * eps; b];
+    let mut x_old = x_adv.clone();
+    let n_iter_2 = ((0.22 * steps as f64) as usize).max(1);
+    let n_iter_min = ((0.06 * steps as f64) as usize).max(1);
+    let size_decr = ((0.03 * steps as f64) as usize).max(1);
+    let mut k = n_iter_2;
+    let mut counter = 0;
+    let mut loss_best_last_check = loss_best.clone();
+    let mut reduced_last_check = vec![true; b];
+
+    for i in 0..steps {
+        let momentum_delta = x_adv.clone() - x_old;
+        x_old = x_adv.clone();
+        let a = if i > 0 { 0.75 } else { 1.0 };
+        let z = threat.project(
+            x_adv.clone() + threat.ascent_direction(grad.clone()) * column(&step, x),
+            x,
+        );
+        x_adv = threat.project(
+            x_adv.clone() + (z - x_adv.clone()).mul_scalar(a) + momentum_delta.mul_scalar(1.0 - a),
+            x,
+        );
+        let (g, pred, loss) = eval(&x_adv);
+        grad = g;
+
+        // First misclassified point per example.
+        let newly: Vec<bool> = (0..b)
+            .map(|j| pred[j] != labels[j] && !success[j])
+            .collect();
+        x_best_adv = blend(x_best_adv, x_adv.clone(), &newly);
+        for j in 0..b {
+            success[j] |= newly[j];
+        }
+        // Highest-loss point per example.
+        let improved: Vec<bool> = (0..b).map(|j| loss[j] > loss_best[j]).collect();
+        x_best = blend(x_best, x_adv.clone(), &improved);
+        grad_best = blend(grad_best, grad.clone(), &improved);
+        for j in 0..b {
+            if improved[j] {
+                loss_best[j] = loss[j];
+            }
+        }
+        loss_steps.push(loss);
+
+        counter += 1;
+        if counter == k {
+            // Oscillation: the loss rose in at most ρ·k of the last k steps.
+            let last = loss_steps.len() - 1;
+            let reduce: Vec<bool> = (0..b)
+                .map(|j| {
+                    let rises = (0..k)
+                        .filter(|&c| {
+                            last >= c + 1 && loss_steps[last - c][j] > loss_steps[last - c - 1][j]
+                        })
+                        .count();
+                    let oscillating = rises as f64 <= k as f64 * 0.75;
+                    let no_improvement =
+                        !reduced_last_check[j] && loss_best_last_check[j] >= loss_best[j];
+                    oscillating || no_improvement
+                })
+                .collect();
+            reduced_last_check = reduce.clone();
+            loss_best_last_check = loss_best.clone();
+            if reduce.iter().any(|&r| r) {
+                for j in 0..b {
+                    if reduce[j] {
+                        step[j] /= 2.0;
+                    }
+                }
+                x_adv = blend(x_adv, x_best.clone(), &reduce);
+                grad = blend(grad, grad_best.clone(), &reduce);
+            }
+            k = k.saturating_sub(size_decr).max(n_iter_min);
+            counter = 0;
+        }
+    }
+    let out = blend(x_best, x_best_adv, &success);
+    RunResult {
+        x: out,
+        success,
+        loss: loss_best,
+    }
+}
