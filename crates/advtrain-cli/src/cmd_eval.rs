@@ -151,9 +151,6 @@ pub fn build_attack(spec: &AttackSpec, threat: ThreatModel) -> Result<AnyAttack>
                 .targets(positive(spec.targets, "--targets")?),
         ),
         "square" => {
-            if threat.norm != advtrain::threat::Norm::Linf {
-                bail!("the Square attack is L-inf only");
-            }
             AnyAttack::Square(Square::new(threat).queries(positive(spec.queries, "--queries")?))
         }
         "autoattack" | "autoattack-fast" => bail!("{} is an ensemble: use it with `advtrain eval`", spec.attack),
@@ -271,7 +268,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
             &bars,
         )?);
     }
-    let tag = args.spec.tag(threat, &loaded);
+    let mut tag = args.spec.tag(threat, &loaded);
+    // A subset evaluation must not overwrite the full-test-set record.
+    if args.limit.is_some() {
+        tag.push_str(&format!("-n{}", test.len()));
+    }
     let path = loaded.dir.join(files::eval(&tag));
     run::write_json(&path, &record)?;
     let summary_path = loaded.dir.join(files::SUMMARY);

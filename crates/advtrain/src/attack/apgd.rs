@@ -320,7 +320,7 @@ fn single_run<M: Classifier>(
     let mut x_adv = (x.clone() + t.mul_scalar(eps)).clamp(0.0, 1.0);
 
     let eval = |x_at: &Tensor<4>| {
-        let g = input_gradient_with(model, x_at.clone(), |l| objective(l));
+        let g = input_gradient_with(model, x_at.clone(), objective);
         let pred = int_vec(&g.logits.clone().argmax(1).reshape([b]));
         let loss = float_vec(&g.objective);
         let loss: Vec<f32> = loss
@@ -390,7 +390,7 @@ fn single_run<M: Classifier>(
                 .map(|j| {
                     let rises = (0..k)
                         .filter(|&c| {
-                            last >= c + 1 && loss_steps[last - c][j] > loss_steps[last - c - 1][j]
+                            last > c && loss_steps[last - c][j] > loss_steps[last - c - 1][j]
                         })
                         .count();
                     let oscillating = rises as f64 <= k as f64 * 0.75;

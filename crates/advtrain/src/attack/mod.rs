@@ -5,18 +5,24 @@
 //! respect to the input is computed, which is both correct (batch-norm statistics and dropout
 //! must not change during an attack) and about a third cheaper.
 
+mod any;
+mod apgd;
 mod fgsm;
 mod loss;
 mod pgd;
+mod square;
 
 use burn::module::Module;
 use burn::prelude::{Int, Tensor, TensorData};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+pub use any::AnyAttack;
+pub use apgd::{Apgd, ApgdLoss, ApgdTargeted};
 pub use fgsm::Fgsm;
-pub use loss::{cross_entropy, cw_margin, kl_from_logits, AttackLoss};
+pub use loss::{cross_entropy, cw_margin, dlr, dlr_targeted, kl_from_logits, AttackLoss};
 pub use pgd::Pgd;
+pub use square::{Square, SquareLoss};
 
 use crate::model::Classifier;
 use crate::rng::AdvRng;

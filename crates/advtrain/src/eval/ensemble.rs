@@ -13,7 +13,7 @@ use crate::data::Dataset;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
-use crate::threat::{Norm, ThreatModel};
+use crate::threat::ThreatModel;
 use crate::Result;
 
 /// Which ensemble to run.
@@ -42,14 +42,11 @@ impl EnsemblePreset {
             EnsemblePreset::Standard => (100, 9, 5000),
             EnsemblePreset::Fast => (25, 3, 1000),
         };
-        let mut attacks = vec![
+        vec![
             AnyAttack::Apgd(Apgd::new(threat).steps(steps)),
             AnyAttack::ApgdTargeted(ApgdTargeted::new(threat).steps(steps).targets(targets)),
-        ];
-        if threat.norm == Norm::Linf {
-            attacks.push(AnyAttack::Square(Square::new(threat).queries(queries)));
-        }
-        attacks
+            AnyAttack::Square(Square::new(threat).queries(queries)),
+        ]
     }
 }
 

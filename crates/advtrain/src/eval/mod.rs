@@ -178,7 +178,8 @@ pub fn evaluate<M: Classifier, A: Attack>(
         let pert = threat.max_perturbation(&x_adv, &x);
         let in_box = x_adv.clone().min().into_scalar::<f32>() >= 0.0
             && x_adv.clone().max().into_scalar::<f32>() <= 1.0;
-        if !(pert <= threat.eps * (1.0 + 1e-5) + 1e-6) || !in_box {
+        let within = pert <= threat.eps * (1.0 + 1e-5) + 1e-6; // false for NaN too
+        if !within || !in_box {
             return Err(Error::config(format!(
                 "attack {} left its threat model ({}): perturbation {pert}, inside [0,1]: {in_box}",
                 attack.name(),

@@ -20,8 +20,13 @@ pub fn shape_of(data: &Dataset) -> ModelShape {
     }
 }
 
+/// Serialises "seed the device, then initialise": burn's device seed is process-wide, and
+/// tests run in parallel threads.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A fresh zoo model with weights fixed by `seed`.
 pub fn fresh(kind: ModelKind, data: &Dataset, seed: u64) -> ZooModel {
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
     device.seed(seed);
     ZooModel::new(kind, &shape_of(data), None, &device).unwrap()
