@@ -11,7 +11,8 @@
 use burn::prelude::{Int, Tensor, TensorData};
 
 use super::{
-    cross_entropy, dlr, dlr_targeted, eval_mode, float_vec, input_gradient_with, int_vec, Attack,
+    blend_rows as blend, cross_entropy, dlr, dlr_targeted, eval_mode, float_vec,
+    input_gradient_with, int_vec, Attack,
 };
 use crate::model::Classifier;
 use crate::rng::{self, AdvRng};
@@ -260,16 +261,6 @@ impl Merged {
     fn all_successful(&self) -> bool {
         self.seen && self.success.iter().all(|&s| s)
     }
-}
-
-/// Rows of `b` where `take` is set, rows of `a` elsewhere.
-fn blend(a: Tensor<4>, b: Tensor<4>, take: &[bool]) -> Tensor<4> {
-    if !take.iter().any(|&t| t) {
-        return a;
-    }
-    let m: Vec<f32> = take.iter().map(|&t| f32::from(u8::from(t))).collect();
-    let m = Tensor::<4>::from_data(TensorData::new(m, [take.len(), 1, 1, 1]), &a.device());
-    a * m.clone().neg().add_scalar(1.0) + b * m
 }
 
 /// A per-example scalar as a `[batch, 1, 1, 1]` tensor.

@@ -148,6 +148,17 @@ pub fn choose_targets<M: Classifier>(
     Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), &device)
 }
 
+/// Per example (row): the row of `b` where `take` is set, the row of `a` elsewhere. Exact:
+/// the blend weights are 0 and 1.
+pub(crate) fn blend_rows(a: Tensor<4>, b: Tensor<4>, take: &[bool]) -> Tensor<4> {
+    if !take.iter().any(|&t| t) {
+        return a;
+    }
+    let m: Vec<f32> = take.iter().map(|&t| f32::from(u8::from(t))).collect();
+    let m = Tensor::<4>::from_data(TensorData::new(m, [take.len(), 1, 1, 1]), &a.device());
+    a * m.clone().neg().add_scalar(1.0) + b * m
+}
+
 /// Reads an integer tensor back to the host.
 pub(crate) fn int_vec(t: &Tensor<1, Int>) -> Vec<i64> {
     let data = t.to_data();

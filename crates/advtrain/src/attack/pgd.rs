@@ -1,10 +1,11 @@
 //! Projected gradient descent (Madry et al. 2018), L∞ and L2, with restarts, targeted
 //! variants and per-example worst-case tracking.
 
-use burn::prelude::{Int, Tensor, TensorData};
+use burn::prelude::{Int, Tensor};
 
 use super::{
-    choose_targets, eval_mode, float_vec, input_gradient, int_vec, Attack, AttackLoss, TargetMode,
+    blend_rows, choose_targets, eval_mode, float_vec, input_gradient, int_vec, Attack, AttackLoss,
+    TargetMode,
 };
 use crate::model::Classifier;
 use crate::rng::AdvRng;
@@ -230,8 +231,7 @@ impl BestTracker {
         let b = self.labels.len();
         let pred = int_vec(&logits.clone().argmax(1).reshape([b]));
         let obj = float_vec(objective);
-        let mut take = vec![0.0f32; b];
-        let mut any = false;
+        let mut take = vec![false; b];
         for i in 0..b {
             let success = if self.targeted {
                 pred[i] == self.labels[i]
@@ -247,18 +247,13 @@ impl BestTracker {
                 || (success && !self.success[i])
                 || (success == self.success[i] && o > self.objective[i]);
             if better {
-                take[i] = 1.0;
-                any = true;
+                take[i] = true;
                 self.success[i] = success;
                 self.objective[i] = o;
             }
         }
         self.seen = true;
-        if any {
-            let m = Tensor::<4>::from_data(TensorData::new(take, [b, 1, 1, 1]), &x_t.device());
-            let keep = m.clone().neg().add_scalar(1.0);
-            self.x = self.x.clone() * keep + x_t.clone() * m;
-        }
+        self.x = blend_rows(self.x.clone(), x_t.clone(), &take);
     }
 
     fn all_successful(&self) -> bool {
