@@ -7,9 +7,10 @@ use advtrain::data::{Augment, DatasetName, Split};
 use advtrain::eval;
 use advtrain::model::{self, ModelKind, ModelShape, Normalization, ZooModel};
 use advtrain::progress::Progress;
-use advtrain::run::{self, files, EvalRecord, RunConfig, Summary};
+use advtrain::run::{self, files, BestCheckpoint, EvalRecord, RunConfig, Summary};
 use advtrain::train::{
-    self, EpochMetrics, EpochObserver, MethodConfig, OptimizerConfig, Schedule, TrainConfig,
+    self, checkpoint, EpochMetrics, EpochObserver, MethodConfig, OptimizerConfig, Schedule,
+    TrainConfig, TrainOptions, BEST_MODEL,
 };
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -20,7 +21,7 @@ use crate::progress::Bars;
 
 /// Training settings. Every one can also come from `--config FILE` (TOML, same names in
 /// kebab-case); a flag given on the command line wins over the file.
-#[derive(Args, Clone, Debug, Default, Deserialize)]
+#[derive(Args, Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainSettings {
     /// Data set: fashion-mnist, mnist or cifar10.
@@ -33,7 +34,7 @@ pub struct TrainSettings {
     /// Model: small-cnn, madry-cnn, mlp, preact-resnet18.
     #[arg(long)]
     pub model: Option<String>,
-    /// Method: standard, pgd-at, mixed, fgsm-rs, trades.
+    /// Method: standard, pgd-at, mixed, fgsm-rs, trades, free, mart.
     #[arg(long)]
     pub method: Option<String>,
     /// Radius of the threat model (pixel scale, images in [0,1]).
@@ -76,12 +77,48 @@ pub struct TrainSettings {
     /// fgsm-rs step as a multiple of eps (default 1.25).
     #[arg(long)]
     pub alpha_factor: Option<f32>,
+    /// fgsm-rs without its random start (plain FGSM training; prone to catastrophic
+    /// overfitting).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_random_start: Option<bool>,
     /// Weight of the adversarial loss in `mixed` (default 1).
     #[arg(long)]
     pub lambda: Option<f32>,
-    /// Weight of the KL term in `trades` (default 6).
+    /// Weight of the KL term in `trades` and `mart` (default 6).
     #[arg(long)]
     pub beta: Option<f32>,
+    /// Replays of each mini-batch in `free` (default 8; step size defaults to eps).
+    #[arg(long)]
+    pub replays: Option<usize>,
+    /// Also run the health monitor every N batches inside an epoch (default: at epoch ends).
+    #[arg(long)]
+    pub monitor_every: Option<usize>,
+    /// Alarm when validation PGD accuracy falls this many points below its best (default 20).
+    #[arg(long)]
+    pub alarm_pgd_drop: Option<f64>,
+    /// Alarm when gradient alignment falls below this cosine (default 0.1)...
+    #[arg(long)]
+    pub alarm_alignment: Option<f64>,
+    /// ...or below this fraction of its best value in the run (default 0: off).
+    #[arg(long)]
+    pub alarm_alignment_ratio: Option<f64>,
+    /// On a collapse alarm: stop, rollback (restore the best checkpoint, shrink the attack
+    /// step; default) or ignore.
+    #[arg(long)]
+    pub on_collapse: Option<String>,
+    /// Factor the attack step is multiplied by at each rollback (default 0.75).
+    #[arg(long)]
+    pub rollback_step_factor: Option<f32>,
+    /// Validation examples the monitor uses (default: the whole validation split).
+    #[arg(long)]
+    pub monitor_examples: Option<usize>,
+    /// Checkpoint inside an epoch when this many minutes have passed (default 10; every
+    /// epoch also ends with one).
+    #[arg(long)]
+    pub checkpoint_minutes: Option<f64>,
+    /// Checkpoint inside an epoch every N batches.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
     /// Held-out validation examples taken from the training set (default 1000).
     #[arg(long)]
     pub val_size: Option<usize>,
@@ -130,8 +167,19 @@ impl TrainSettings {
             attack_steps,
             step_size,
             alpha_factor,
+            no_random_start,
             lambda,
             beta,
+            replays,
+            monitor_every,
+            alarm_pgd_drop,
+            alarm_alignment,
+            alarm_alignment_ratio,
+            on_collapse,
+            rollback_step_factor,
+            monitor_examples,
+            checkpoint_minutes,
+            checkpoint_every,
             val_size,
             val_steps,
             limit,
@@ -149,6 +197,10 @@ pub struct TrainArgs {
     /// TOML file with settings (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Continue an interrupted run from its newest good checkpoint, with the run's own
+    /// config.toml (give no other training settings).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "force"])]
+    pub resume: Option<PathBuf>,
     /// Run directory to write (default: runs/<dataset>-<model>-<method>-eps<eps>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -160,11 +212,7 @@ pub struct TrainArgs {
 }
 
 /// Turns settings into a fully resolved run configuration.
-fn resolve(
-    s: &TrainSettings,
-    device: &str,
-    threads: Option<usize>,
-) -> Result<(RunConfig, usize, usize)> {
+fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<RunConfig> {
     let dataset: DatasetName = s.dataset.as_deref().unwrap_or("fashion-mnist").parse()?;
     let data_dir = common::data_dir(dataset, s.data.as_deref())?;
     let model: ModelKind = s.model.as_deref().unwrap_or("small-cnn").parse()?;
@@ -184,16 +232,29 @@ fn resolve(
             *steps = s.attack_steps.unwrap_or(*steps);
             *step_size = s.step_size.or(*step_size);
         }
-        MethodConfig::FgsmRs { alpha_factor } => {
-            *alpha_factor = s.alpha_factor.unwrap_or(*alpha_factor)
+        MethodConfig::FgsmRs {
+            alpha_factor,
+            random_start,
+        } => {
+            *alpha_factor = s.alpha_factor.unwrap_or(*alpha_factor);
+            *random_start = !s.no_random_start.unwrap_or(false);
         }
         MethodConfig::Trades {
+            beta,
+            steps,
+            step_size,
+        }
+        | MethodConfig::Mart {
             beta,
             steps,
             step_size,
         } => {
             *beta = s.beta.unwrap_or(*beta);
             *steps = s.attack_steps.unwrap_or(*steps);
+            *step_size = s.step_size.or(*step_size);
+        }
+        MethodConfig::Free { replays, step_size } => {
+            *replays = s.replays.unwrap_or(*replays);
             *step_size = s.step_size.or(*step_size);
         }
     }
@@ -235,6 +296,19 @@ fn resolve(
     }
     t.val_pgd_steps = s.val_steps.unwrap_or(10);
     t.seed = s.seed.unwrap_or(0);
+    t.monitor.every_batches = s.monitor_every;
+    if let Some(points) = s.alarm_pgd_drop {
+        t.monitor.max_pgd_drop = points / 100.0;
+    }
+    t.monitor.min_alignment = s.alarm_alignment.unwrap_or(t.monitor.min_alignment);
+    t.monitor.alignment_ratio = s.alarm_alignment_ratio.unwrap_or(t.monitor.alignment_ratio);
+    if let Some(p) = s.on_collapse.as_deref() {
+        t.monitor.on_collapse = p.parse()?;
+    }
+    t.monitor.rollback_step_factor = s
+        .rollback_step_factor
+        .unwrap_or(t.monitor.rollback_step_factor);
+    t.monitor.max_examples = s.monitor_examples;
     t.validate()?;
     let shape = ModelShape {
         channels: c,
@@ -255,12 +329,10 @@ fn resolve(
         device: device.to_string(),
         threads,
         train: t,
+        final_steps: s.final_steps.unwrap_or(20),
+        final_restarts: s.final_restarts.unwrap_or(1).max(1),
     };
-    Ok((
-        config,
-        s.final_steps.unwrap_or(20),
-        s.final_restarts.unwrap_or(1).max(1),
-    ))
+    Ok(config)
 }
 
 /// Writes a metrics line and the latest model after each epoch, and prints the epoch.
@@ -274,46 +346,103 @@ impl EpochObserver<ZooModel> for RunWriter<'_> {
         run::append_jsonl(&self.dir.join(files::METRICS), m)?;
         model::save_safetensors(model, &self.dir.join(files::MODEL))?;
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
-        self.bars.note(&format!(
-            "epoch {:>3}  loss {:.4}  train acc {:.2}%  val clean {}  val robust {}  lr {:.4}  eps {:.3}  {:.0}s ({:.0} img/s)",
+        let mut line = format!(
+            "epoch {:>3}  loss {:.4}  train acc {:.2}%  val clean {}  val PGD {}",
             m.epoch,
             m.train_loss,
             100.0 * m.train_accuracy,
             pct(m.val_clean_accuracy),
             pct(m.val_robust_accuracy),
-            m.lr,
-            m.eps,
-            m.epoch_seconds,
-            m.train_images_per_second
+        );
+        if let Some(f) = m.val_fgsm_accuracy {
+            line.push_str(&format!("  FGSM {:.2}%", 100.0 * f));
+        }
+        if let Some(a) = m.val_grad_alignment {
+            line.push_str(&format!("  align {a:.2}"));
+        }
+        line.push_str(&format!(
+            "  lr {:.4}  eps {:.3}  {:.0}s ({:.0} img/s)",
+            m.lr, m.eps, m.epoch_seconds, m.train_images_per_second
         ));
+        if m.best_epoch == Some(m.epoch) {
+            line.push_str("  *best");
+        }
+        self.bars.note(&line);
         Ok(())
     }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            toml::from_str::<TrainSettings>(&text)
-                .with_context(|| format!("{}: invalid config", path.display()))?
-        }
-        None => TrainSettings::default(),
-    };
-    let settings = args.settings.merged_with(&file);
     let device = args.common.setup()?;
-    let (config, final_steps, final_restarts) =
-        resolve(&settings, &args.common.device, args.common.threads)?;
-    let t = &config.train;
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!(
-            "{}-{}-{}-eps{}",
-            config.dataset, config.model, t.method, t.eps
-        ))
-    });
-    prepare_run_dir(&out, args.force)?;
-
     let bars = Bars::new(args.common.quiet);
+    let (config, out, resume) = match &args.resume {
+        Some(dir) => {
+            if args.settings != TrainSettings::default() || args.config.is_some() {
+                bail!(
+                    "--resume continues with the run's own {}; give no other training settings",
+                    files::CONFIG
+                );
+            }
+            let config: RunConfig = run::read_toml(&dir.join(files::CONFIG))?;
+            let (ckpt, path, warnings) = checkpoint::load_latest(dir)?;
+            for w in warnings {
+                bars.note(&format!("warning: {w}"));
+            }
+            if ckpt.state.epoch >= config.train.epochs || ckpt.state.stopped.is_some() {
+                bars.note(&format!(
+                    "{}: training had already finished; evaluating it again",
+                    dir.display()
+                ));
+            } else {
+                bars.note(&format!(
+                    "resuming {} from {} (epoch {}, batch {} of {} epochs)",
+                    dir.display(),
+                    path.display(),
+                    ckpt.state.epoch + 1,
+                    ckpt.state.batch,
+                    config.train.epochs
+                ));
+            }
+            // metrics.jsonl may hold epochs after the checkpoint: rewrite it from the
+            // checkpoint's history so every line matches the weights we continue from.
+            let mut text = String::new();
+            for m in &ckpt.state.history {
+                text.push_str(&serde_json::to_string(m)?);
+                text.push('\n');
+            }
+            run::write_atomic(&dir.join(files::METRICS), text.as_bytes())?;
+            (config, dir.clone(), Some(ckpt))
+        }
+        None => {
+            let file = match &args.config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("{}: cannot read", path.display()))?;
+                    toml::from_str::<TrainSettings>(&text)
+                        .with_context(|| format!("{}: invalid config", path.display()))?
+                }
+                None => TrainSettings::default(),
+            };
+            let settings = args.settings.merged_with(&file);
+            let config = resolve(&settings, &args.common.device, args.common.threads)?;
+            let t = &config.train;
+            let out = args.out.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!(
+                    "{}-{}-{}-eps{}",
+                    config.dataset, config.model, t.method, t.eps
+                ))
+            });
+            prepare_run_dir(&out, args.force)?;
+            (config, out, None)
+        }
+    };
+    let options_minutes = args
+        .settings
+        .checkpoint_minutes
+        .or(Some(10.0))
+        .filter(|m| *m > 0.0);
+    let t = &config.train;
+
     let dataset: DatasetName = config.dataset.parse()?;
     let full_train = common::load_split(dataset, &config.data_dir, Split::Train, config.limit)?;
     let test = common::load_split(dataset, &config.data_dir, Split::Test, config.limit)?;
@@ -325,7 +454,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let (train_set, val_set) = full_train.split_validation(config.val_size, t.seed)?;
-    run::write_toml(&out.join(files::CONFIG), &config)?;
+    if resume.is_none() {
+        run::write_toml(&out.join(files::CONFIG), &config)?;
+    }
     bars.note(&format!(
         "advtrain {}: {} on {} ({} train / {} val / {} test), {} {} eps={} for {} epochs -> {}",
         advtrain::VERSION,
@@ -352,7 +483,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         dir: &out,
         bars: &bars,
     };
-    let trained = train::train(model, &train_set, &val_set, t, &device, &bars, &mut writer)?;
+    let options = TrainOptions {
+        checkpoint_dir: Some(&out),
+        checkpoint_minutes: options_minutes,
+        checkpoint_batches: args.settings.checkpoint_every,
+        resume,
+    };
+    let trained = train::train_with(
+        model,
+        &train_set,
+        &val_set,
+        t,
+        options,
+        &device,
+        &bars,
+        &mut writer,
+    )
+    .map_err(|e| match e {
+        advtrain::Error::Diverged(_) => anyhow::anyhow!(
+            "{e}\nmetrics.jsonl and the checkpoints in {} keep the work done before it",
+            out.display()
+        ),
+        other => other.into(),
+    })?;
     model::save_safetensors(&trained.model, &out.join(files::MODEL))?;
 
     let batch = t.batch_size.max(256);
@@ -371,34 +524,54 @@ pub fn run(args: TrainArgs) -> Result<()> {
         robust_ci95: None,
         robust_attack: None,
         n_test: test.len(),
+        best_checkpoint: None,
+        stopped_early: trained.stopped.clone(),
+        rollbacks: trained.rollbacks,
     };
     println!("run directory:    {}", out.display());
     println!("training time:    {:.1} s", trained.seconds);
+    if let Some(reason) = &trained.stopped {
+        println!("stopped early:    {reason} (the final model is the best checkpoint)");
+    }
+    if trained.rollbacks > 0 {
+        println!(
+            "rollbacks:        {} (see the events in metrics.jsonl)",
+            trained.rollbacks
+        );
+    }
     println!(
         "clean accuracy:   {}  (test, n={})",
         clean.display(),
         test.len()
     );
-    if final_steps > 0 && t.eps > 0.0 {
+    let final_pgd = |m: &ZooModel, bars: &Bars| -> Result<Option<eval::RobustEval>> {
+        if config.final_steps == 0 || t.eps <= 0.0 {
+            return Ok(None);
+        }
         let attack = Pgd::new(t.threat())
-            .steps(final_steps)
-            .restarts(final_restarts);
+            .steps(config.final_steps)
+            .restarts(config.final_restarts);
         let mut rng = advtrain::rng::derived(t.seed, 3);
-        let result = eval::evaluate(&trained.model, &test, &attack, batch, &mut rng, &bars)?;
+        Ok(Some(eval::evaluate(
+            m, &test, &attack, batch, &mut rng, bars,
+        )?))
+    };
+    if let Some(result) = final_pgd(&trained.model, &bars)? {
         let record = EvalRecord::from_eval(
             "pgd",
             &result,
-            Some(final_steps),
-            Some(final_restarts),
+            Some(config.final_steps),
+            Some(config.final_restarts),
             t.seed,
             &dataset.class_names(),
         );
         run::write_json(&out.join(files::eval("pgd")), &record)?;
         summary.absorb(&record);
         println!(
-            "robust accuracy:  {}  (PGD-{final_steps}, {} restart(s), {} eps={})",
+            "robust accuracy:  {}  (PGD-{}, {} restart(s), {} eps={})",
             result.robust.display(),
-            final_restarts,
+            config.final_steps,
+            config.final_restarts,
             t.norm,
             t.eps
         );
@@ -407,6 +580,61 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "robust accuracy:  not measured (eps=0); run `advtrain eval --run {} --eps 0.1`",
             out.display()
         );
+    }
+    if let Some(best) = &trained.best {
+        let last = trained.history.last();
+        let last_value = last.and_then(|m| {
+            if best.criterion.contains("PGD") {
+                m.val_robust_accuracy
+            } else {
+                m.val_clean_accuracy
+            }
+        });
+        let mut record = BestCheckpoint {
+            epoch: best.epoch,
+            file: BEST_MODEL.to_string(),
+            why: format!(
+                "highest {} ({:.2}%) over {} epochs",
+                best.criterion,
+                100.0 * best.value,
+                trained.history.len()
+            ),
+            criterion: best.criterion.clone(),
+            val_value: best.value,
+            last_epoch_val_value: last_value,
+            test_clean_accuracy: None,
+            test_robust_accuracy: None,
+            test_robust_ci95: None,
+        };
+        let same_as_final = last.is_some_and(|m| m.epoch == best.epoch)
+            && trained.stopped.is_none()
+            && trained.rollbacks == 0;
+        if same_as_final {
+            record.test_clean_accuracy = Some(clean.value);
+            record.test_robust_accuracy = summary.robust_accuracy;
+            record.test_robust_ci95 = summary.robust_ci95;
+            println!("best checkpoint:  epoch {} (the last one)", best.epoch);
+        } else if let Some(best_model) = &trained.best_model {
+            let best_clean = eval::clean_accuracy(best_model, &test, batch, &bars);
+            record.test_clean_accuracy = Some(best_clean.value);
+            let robust = final_pgd(best_model, &bars)?;
+            if let Some(r) = &robust {
+                record.test_robust_accuracy = Some(r.robust.value);
+                record.test_robust_ci95 = Some(r.robust.ci95);
+            }
+            println!(
+                "best checkpoint:  epoch {} ({}): clean {}{}  -> {}",
+                best.epoch,
+                record.why,
+                best_clean.display(),
+                robust.as_ref().map_or(String::new(), |r| format!(
+                    ", robust {}",
+                    r.robust.display()
+                )),
+                out.join(BEST_MODEL).display()
+            );
+        }
+        summary.best_checkpoint = Some(record);
     }
     run::write_json(&out.join(files::SUMMARY), &summary)?;
     Ok(())
@@ -423,7 +651,13 @@ fn prepare_run_dir(out: &Path, force: bool) -> Result<()> {
             );
         }
         if has_run {
-            for f in [files::METRICS, files::SUMMARY] {
+            for f in [
+                files::METRICS,
+                files::SUMMARY,
+                checkpoint::CHECKPOINT,
+                checkpoint::PREVIOUS,
+                BEST_MODEL,
+            ] {
                 let _ = std::fs::remove_file(out.join(f));
             }
             if let Ok(entries) = std::fs::read_dir(out) {

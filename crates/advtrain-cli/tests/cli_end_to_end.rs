@@ -329,3 +329,130 @@ fn bad_input_gives_clear_errors() {
     assert!(err.contains("model.safetensors"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Metrics lines without their wall-clock fields.
+fn metrics_without_times(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("epoch_seconds");
+            o.remove("train_images_per_second");
+            v
+        })
+        .collect()
+}
+
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+/// `kill -9` in the middle of an epoch, then `train --resume`: the run ends with the same
+/// metrics, weights and test accuracies as one never interrupted.
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let root = scratch("kill");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let args = |out: &Path| {
+        let mut c = bin();
+        c.args([
+            "train",
+            "--method",
+            "pgd-at",
+            "--eps",
+            "0.1",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "20",
+            "--val-size",
+            "100",
+            "--optimizer",
+            "adam",
+            "--schedule",
+            "constant",
+            "--final-steps",
+            "5",
+            "--checkpoint-every",
+            "2",
+            "--seed",
+            "5",
+            "-q",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(out);
+        c
+    };
+    let whole = root.join("whole");
+    run_ok(&mut args(&whole));
+
+    let killed = root.join("killed");
+    let mut child = args(&killed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's line, then a little more: the kill lands mid-epoch 2.
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(killed.join("metrics.jsonl")).is_ok_and(|t| !t.is_empty()) {
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "no epoch finished in 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!killed.join("summary.json").exists(), "killed too late");
+
+    let mut resume = bin();
+    resume.arg("train").arg("--resume").arg(&killed);
+    let out = resume.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+
+    assert_eq!(
+        metrics_without_times(&killed),
+        metrics_without_times(&whole)
+    );
+    let (a, b) = (
+        json(&whole.join("summary.json")),
+        json(&killed.join("summary.json")),
+    );
+    for key in ["clean_accuracy", "robust_accuracy", "epochs"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert!(
+        tensors(&whole.join("model.safetensors")) == tensors(&killed.join("model.safetensors"))
+    );
+
+    // --resume takes no other settings, and a missing checkpoint is named.
+    let err = run_err(
+        bin()
+            .arg("train")
+            .arg("--resume")
+            .arg(&killed)
+            .args(["--epochs", "9"]),
+    );
+    assert!(err.contains("--resume"), "{err}");
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(killed.join("config.toml"), empty.join("config.toml")).unwrap();
+    let err = run_err(bin().arg("train").arg("--resume").arg(&empty));
+    assert!(err.contains("no checkpoint"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}

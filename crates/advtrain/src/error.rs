@@ -29,6 +29,9 @@ pub enum Error {
     /// Training produced a non-finite loss.
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// A training checkpoint is missing, corrupt or does not fit the run.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
 }
 
 /// advtrain's result type.

@@ -44,6 +44,19 @@ pub struct RunConfig {
     pub device: String,
     pub threads: Option<usize>,
     pub train: TrainConfig,
+    /// Steps of the PGD run on the test set after training (0: none).
+    #[serde(default = "default_final_steps")]
+    pub final_steps: usize,
+    #[serde(default = "default_final_restarts")]
+    pub final_restarts: usize,
+}
+
+fn default_final_steps() -> usize {
+    20
+}
+
+fn default_final_restarts() -> usize {
+    1
 }
 
 /// The headline numbers of a run (`summary.json`).
@@ -65,6 +78,31 @@ pub struct Summary {
     /// The attack that gave `robust_accuracy`.
     pub robust_attack: Option<String>,
     pub n_test: usize,
+    /// The best checkpoint by validation accuracy (Rice et al.), beside the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_checkpoint: Option<BestCheckpoint>,
+    /// Why the health monitor stopped training early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    /// How many times the monitor rolled training back.
+    #[serde(default)]
+    pub rollbacks: usize,
+}
+
+/// Which epoch's checkpoint won, why, and how it does on the test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestCheckpoint {
+    pub epoch: usize,
+    pub file: String,
+    /// In words, e.g. "highest validation PGD-10 accuracy (74.2%) over 15 epochs".
+    pub why: String,
+    pub criterion: String,
+    pub val_value: f64,
+    /// The same criterion at the last epoch.
+    pub last_epoch_val_value: Option<f64>,
+    pub test_clean_accuracy: Option<f64>,
+    pub test_robust_accuracy: Option<f64>,
+    pub test_robust_ci95: Option<[f64; 2]>,
 }
 
 impl Summary {

@@ -35,9 +35,9 @@ fn adversarial_methods_beat_standard_under_pgd() {
         std_robust < 0.4,
         "standard model unexpectedly robust: {std_robust}"
     );
-    for name in ["pgd-at", "fgsm-rs", "mixed", "trades"] {
+    for name in ["pgd-at", "fgsm-rs", "mixed", "trades", "free", "mart"] {
         let mut method = MethodConfig::default_for(name).unwrap();
-        if let MethodConfig::Trades { beta, .. } = &mut method {
+        if let MethodConfig::Trades { beta, .. } | MethodConfig::Mart { beta, .. } = &mut method {
             *beta = 3.0;
         }
         let (clean, robust) = robust_accuracy(method);

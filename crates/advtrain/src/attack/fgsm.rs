@@ -40,6 +40,13 @@ impl Fgsm {
         }
     }
 
+    /// Plain FGSM (no random start) with step `alpha` instead of ε; the result is still
+    /// projected onto the ball.
+    pub fn with_step(mut self, alpha: f32) -> Self {
+        self.step_size = Some(alpha);
+        self
+    }
+
     pub fn with_loss(mut self, loss: AttackLoss) -> Self {
         self.loss = loss;
         self

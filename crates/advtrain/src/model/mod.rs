@@ -258,16 +258,39 @@ impl Classifier for ZooModel {
 /// Saves a module's parameters as SafeTensors, atomically (temporary file, then rename), so
 /// a crash never leaves a half-written model where a good one was.
 pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_bytes(None);
-    let fail = |message: String| Error::ModelFile {
+    let bytes = safetensors_bytes(model).map_err(|message| Error::ModelFile {
         path: path.to_path_buf(),
         message,
-    };
-    model
-        .save_into(&mut store)
-        .map_err(|e| fail(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| fail(e.to_string()))?;
+    })?;
     crate::run::write_atomic(path, &bytes)
+}
+
+/// A module's parameters as SafeTensors bytes (for checkpoints and in-memory snapshots).
+pub fn safetensors_bytes<M: Module + ModuleSnapshot>(
+    model: &M,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
+}
+
+/// Loads parameters from SafeTensors bytes made by [`safetensors_bytes`] into `model`.
+/// Every tensor must be present with the right shape.
+pub fn load_safetensors_bytes<M: Module + ModuleSnapshot>(
+    mut model: M,
+    bytes: Vec<u8>,
+) -> std::result::Result<M, String> {
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .validate(true)
+        .allow_partial(false);
+    let result = model.load_from(&mut store).map_err(|e| e.to_string())?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(format!(
+            "does not match the model: missing {:?}, errors {:?}",
+            result.missing, result.errors
+        ));
+    }
+    Ok(model)
 }
 
 /// Loads parameters saved by [`save_safetensors`] into `model` (which fixes the architecture).

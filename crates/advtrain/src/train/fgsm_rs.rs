@@ -15,11 +15,17 @@ use crate::threat::ThreatModel;
 #[derive(Clone, Debug)]
 pub struct FgsmRs {
     pub alpha_factor: f32,
+    /// Wong et al.'s random start; without it this is plain FGSM training (Goodfellow et
+    /// al.), which overfits catastrophically far more readily.
+    pub random_start: bool,
 }
 
 impl Default for FgsmRs {
     fn default() -> Self {
-        Self { alpha_factor: 1.25 }
+        Self {
+            alpha_factor: 1.25,
+            random_start: true,
+        }
     }
 }
 
@@ -32,7 +38,12 @@ impl TrainingMethod for FgsmRs {
         threat: ThreatModel,
         rng: &mut AdvRng,
     ) -> BatchLoss {
-        let attack = Fgsm::random_start(threat, self.alpha_factor * threat.eps);
+        let alpha = self.alpha_factor * threat.eps;
+        let attack = if self.random_start {
+            Fgsm::random_start(threat, alpha)
+        } else {
+            Fgsm::new(threat).with_step(alpha)
+        };
         let x_adv = attack.perturb(model, x, y.clone(), rng);
         let logits = model.logits(x_adv);
         BatchLoss {
