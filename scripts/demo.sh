@@ -28,6 +28,10 @@ echo "== training small-cnn with fgsm-rs at eps=0.1 -> $RUN"
   --out "$RUN" --force "$@"
 
 echo
+echo "== report (training curves, accuracy, adversarial examples): $RUN/report.html"
+echo "   open it in a browser, e.g.: xdg-open $RUN/report.html"
+echo
 echo "== next steps"
 echo "  ./target/release/advtrain eval --run $RUN --attack pgd --steps 20 --restarts 2 --eps-curve 0,0.05,0.1,0.15,0.2"
 echo "  ./target/release/advtrain attack --run $RUN --out adv/   # adversarial examples + adv/grid.png"
+echo "  ./target/release/advtrain report $RUN runs/other-run --out report.html   # compare runs"

@@ -316,6 +316,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         run::write_json(&checks_path, &results)?;
         println!("written:          {}", checks_path.display());
     }
+    crate::cmd_report::refresh(&loaded.dir, &device);
     Ok(())
 }
 

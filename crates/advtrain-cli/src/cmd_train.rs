@@ -637,6 +637,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.best_checkpoint = Some(record);
     }
     run::write_json(&out.join(files::SUMMARY), &summary)?;
+    crate::cmd_report::refresh(&out, &device);
     Ok(())
 }
 

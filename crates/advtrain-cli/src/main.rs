@@ -5,6 +5,7 @@
 
 mod cmd_attack;
 mod cmd_eval;
+mod cmd_report;
 mod cmd_train;
 mod common;
 mod progress;
@@ -19,7 +20,8 @@ use clap::{Parser, Subcommand};
     long_about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers.\n\n\
         Quick start:\n  advtrain train --dataset fashion-mnist --model small-cnn --method fgsm-rs --eps 0.1 --epochs 5 --out runs/demo\n  \
         advtrain eval --run runs/demo --attack pgd --steps 20 --restarts 1 --eps-curve 0,0.05,0.1,0.15,0.2\n  \
-        advtrain attack --run runs/demo --attack pgd --out adv/"
+        advtrain attack --run runs/demo --attack pgd --out adv/\n  \
+        advtrain report runs/demo"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +41,8 @@ enum Command {
     /// Write adversarial examples and a PNG grid for a few test images.
     #[command(allow_negative_numbers = true)]
     Attack(Box<cmd_attack::AttackArgs>),
+    /// Write one self-contained HTML report (charts, tables, checklist) for one or more runs.
+    Report(Box<cmd_report::ReportArgs>),
 }
 
 fn main() {
@@ -47,6 +51,7 @@ fn main() {
         Command::Train(a) => cmd_train::run(*a),
         Command::Eval(a) => cmd_eval::run(*a),
         Command::Attack(a) => cmd_attack::run(*a),
+        Command::Report(a) => cmd_report::run(*a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,5 +1,51 @@
-//! What a person sees: adversarial-example grids (and, later, the HTML report).
+//! What a person sees: adversarial-example grids and the HTML report that gathers a run's
+//! (or several runs') records into one self-contained file.
 
+mod adversarial;
+mod charts;
+mod data;
 mod examples;
+mod html;
 
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+
+pub use adversarial::{report_examples, REPORT_EXAMPLES, REPORT_PGD_STEPS};
+pub use charts::{eps_chart, run_colour_css, tradeoff_chart, training_charts};
+pub use data::{
+    eps_curve, eps_curves, per_class, tradeoff_points, training_curves, ClassRow, EpsCurve,
+    EvalFile, ReportData, RunReport, TradeoffPoint, TrainingCurves, CHECKS,
+};
 pub use examples::{adversarial_grid, load_examples, save_examples, AdversarialExamples};
+pub use html::{escape, note, render_html};
+
+/// The report's file name inside a run directory.
+pub const REPORT: &str = "report.html";
+
+/// Where a report goes by default: inside the run for one run, else the current directory.
+pub fn default_report_path<P: AsRef<Path>>(dirs: &[P]) -> PathBuf {
+    match dirs {
+        [one] => one.as_ref().join(REPORT),
+        _ => PathBuf::from(REPORT),
+    }
+}
+
+/// Reads the runs, attacks a few test images of each when `device` is given (and the run's
+/// model and data are readable), and writes the report to `out` (default:
+/// [`default_report_path`]). Returns the path written.
+pub fn write_report<P: AsRef<Path>>(
+    dirs: &[P],
+    out: Option<&Path>,
+    device: Option<&Device>,
+) -> crate::Result<PathBuf> {
+    let mut data = ReportData::load(dirs)?;
+    if let Some(device) = device {
+        for run in &mut data.runs {
+            run.examples = report_examples(run, device);
+        }
+    }
+    let path = out.map_or_else(|| default_report_path(dirs), Path::to_path_buf);
+    crate::run::write_atomic(&path, render_html(&data).as_bytes())?;
+    Ok(path)
+}

@@ -1,0 +1,106 @@
+//! The report's adversarial-example grid: the run's own model attacked with PGD-20 at its
+//! training radius on the first test images, so a reader sees what ε buys on real inputs.
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use super::data::RunReport;
+use super::examples::{adversarial_grid, AdversarialExamples};
+use crate::attack::{Attack, Pgd};
+use crate::data::{self, DatasetName, Split};
+use crate::model::{self, Classifier, ZooModel};
+use crate::run::files;
+use crate::threat::ThreatModel;
+
+/// How many test images the report's grid shows.
+pub const REPORT_EXAMPLES: usize = 8;
+/// PGD iterations for the report's grid.
+pub const REPORT_PGD_STEPS: usize = 20;
+
+fn to_u8(t: Tensor<1, Int>) -> Vec<u8> {
+    t.into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v as u8)
+        .collect()
+}
+
+fn to_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Attacks the first [`REPORT_EXAMPLES`] test images of the run's data set with PGD-20 at
+/// the run's ε and returns the grid as PNG bytes. `Err` says in one line why there is no
+/// grid (no config, data not readable, no model, no ε); it is a note, not a failure.
+pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, String> {
+    let config = run
+        .config
+        .as_ref()
+        .ok_or_else(|| format!("no {} in the run directory", files::CONFIG))?;
+    if run.summary.eps.is_nan() || run.summary.eps <= 0.0 {
+        return Err("the run has no attack radius (ε = 0)".into());
+    }
+    let model_path = run.dir.join(files::MODEL);
+    if !model_path.is_file() {
+        return Err(format!("no {} in the run directory", files::MODEL));
+    }
+    let name: DatasetName = config
+        .dataset
+        .parse()
+        .map_err(|e| format!("unknown data set in {}: {e}", files::CONFIG))?;
+    let test = data::load(name, &config.data_dir, Split::Test).map_err(|e| {
+        format!(
+            "the run's data ({}) is not readable: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let n = test.len().min(REPORT_EXAMPLES);
+    if n == 0 {
+        return Err("the test set is empty".into());
+    }
+    let fresh = ZooModel::new(
+        config.model,
+        &config.shape,
+        config.normalization.clone(),
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let model = model::load_safetensors(fresh, &model_path)
+        .map_err(|e| e.to_string())?
+        .valid();
+    let threat = ThreatModel {
+        norm: run.summary.norm,
+        eps: run.summary.eps,
+    };
+    let attack = Pgd::new(threat).steps(REPORT_PGD_STEPS);
+    let idx: Vec<usize> = (0..n).collect();
+    let (x, y) = test.batch(&idx, device);
+    let mut rng = crate::rng::seeded(0);
+    let x_adv = attack.perturb(&model, x.clone(), y.clone(), &mut rng);
+    let clean_pred = model.logits(x.clone()).argmax(1).reshape([n]);
+    let probs = softmax(model.logits(x_adv.clone()), 1);
+    let (conf, adv_pred) = probs.max_dim_with_indices(1);
+    let ex = AdversarialExamples {
+        channels: test.channels,
+        height: test.height,
+        width: test.width,
+        clean: to_f32(x),
+        adversarial: to_f32(x_adv),
+        labels: to_u8(y),
+        clean_pred: to_u8(clean_pred),
+        adv_pred: to_u8(adv_pred.reshape([n])),
+        adv_confidence: to_f32(conf.reshape([n])),
+        eps: threat.eps,
+    };
+    let grid = adversarial_grid(&ex, &name.class_names());
+    let mut png = Vec::new();
+    grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode the grid as PNG: {e}"))?;
+    Ok(png)
+}

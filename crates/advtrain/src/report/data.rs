@@ -1,0 +1,344 @@
+//! Everything the HTML report shows, read from run directories into plain structs, and the
+//! chart data derived from them. Kept apart from rendering so tests can check that what a
+//! chart plots is exactly what the run's files say.
+
+use std::path::{Path, PathBuf};
+
+use crate::eval::checks::{Check, Verdict};
+use crate::run::{self, files, EvalRecord, RunConfig, Summary};
+use crate::train::{EpochMetrics, MonitorEvent};
+use crate::{Error, Result};
+
+/// The sanity checklist's file, written by `advtrain eval --checks`.
+pub const CHECKS: &str = "checks.json";
+
+/// What a run directory holds, as far as the report is concerned.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The run directory's name: short, and what a person typed.
+    pub name: String,
+    pub dir: PathBuf,
+    pub summary: Summary,
+    /// `None` when `config.toml` is missing (hand-made or copied runs).
+    pub config: Option<RunConfig>,
+    /// `None` when `metrics.jsonl` is missing.
+    pub metrics: Option<Vec<EpochMetrics>>,
+    /// Every `eval-*.json`, sorted by file name.
+    pub evals: Vec<EvalFile>,
+    pub checks: Option<Vec<Check>>,
+    /// The adversarial-example grid (PNG bytes), or why there is none.
+    pub examples: std::result::Result<Vec<u8>, String>,
+}
+
+/// One evaluation record with the file it came from.
+#[derive(Clone, Debug)]
+pub struct EvalFile {
+    pub file: String,
+    pub record: EvalRecord,
+}
+
+/// All runs of one report, in the order given.
+#[derive(Clone, Debug)]
+pub struct ReportData {
+    pub runs: Vec<RunReport>,
+}
+
+fn not_a_run(dir: &Path, why: &str) -> Error {
+    Error::Record {
+        path: dir.to_path_buf(),
+        message: format!("not a run directory ({why}); expected one written by `advtrain train`"),
+    }
+}
+
+impl RunReport {
+    /// Reads a run directory. `summary.json` must exist; every other file is optional, but a
+    /// file that exists and does not parse is an error naming it.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(not_a_run(dir, "no such directory"));
+        }
+        let summary_path = dir.join(files::SUMMARY);
+        if !summary_path.is_file() {
+            return Err(not_a_run(dir, "it has no summary.json"));
+        }
+        let summary: Summary = run::read_json(&summary_path)?;
+        let config_path = dir.join(files::CONFIG);
+        let config = if config_path.is_file() {
+            Some(run::read_toml::<RunConfig>(&config_path)?)
+        } else {
+            None
+        };
+        let metrics_path = dir.join(files::METRICS);
+        let metrics = if metrics_path.is_file() {
+            Some(run::read_jsonl::<EpochMetrics>(&metrics_path)?)
+        } else {
+            None
+        };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("eval-") && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        let evals = names
+            .into_iter()
+            .map(|file| {
+                let record = run::read_json::<EvalRecord>(&dir.join(&file))?;
+                Ok(EvalFile { file, record })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let checks_path = dir.join(CHECKS);
+        let checks = if checks_path.is_file() {
+            Some(run::read_json::<Vec<Check>>(&checks_path)?)
+        } else {
+            None
+        };
+        let name = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            name,
+            dir: dir.to_path_buf(),
+            summary,
+            config,
+            metrics,
+            evals,
+            checks,
+            examples: Err("adversarial examples were not generated for this report".into()),
+        })
+    }
+
+    /// Evaluations at the run's own threat model (norm and ε): the ones that measure the
+    /// robustness it was trained for.
+    pub fn evals_at_training_threat(&self) -> impl Iterator<Item = &EvalFile> {
+        self.evals.iter().filter(|e| {
+            e.record.norm == self.summary.norm && (e.record.eps - self.summary.eps).abs() <= 1e-6
+        })
+    }
+
+    /// The evaluation behind the headline numbers: the one `summary.json` names, else the
+    /// largest one at the training threat model, else the largest of any.
+    pub fn headline_eval(&self) -> Option<&EvalFile> {
+        let s = &self.summary;
+        self.evals_at_training_threat()
+            .find(|e| {
+                e.record.n == s.n_test
+                    && s.robust_attack.as_deref() == Some(e.record.attack_description.as_str())
+            })
+            .or_else(|| self.evals_at_training_threat().max_by_key(|e| e.record.n))
+            .or_else(|| self.evals.iter().max_by_key(|e| e.record.n))
+    }
+
+    /// "all pass", "warn: 4, 5" or `None` without a checklist.
+    pub fn checklist_verdict(&self) -> Option<String> {
+        let checks = self.checks.as_ref()?;
+        let warned: Vec<String> = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Warn)
+            .map(|c| c.id.to_string())
+            .collect();
+        Some(if warned.is_empty() {
+            "all pass".into()
+        } else {
+            format!("warn: {}", warned.join(", "))
+        })
+    }
+}
+
+impl ReportData {
+    /// Reads every run directory, failing on the first that is not a run or holds a
+    /// corrupt record.
+    pub fn load<P: AsRef<Path>>(dirs: &[P]) -> Result<Self> {
+        if dirs.is_empty() {
+            return Err(Error::config("a report needs at least one run directory"));
+        }
+        let runs = dirs
+            .iter()
+            .map(|d| RunReport::load(d.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { runs })
+    }
+}
+
+/// One run's point on the robustness–accuracy plane, in percent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TradeoffPoint {
+    /// Index of the run in [`ReportData::runs`] (its colour).
+    pub run: usize,
+    pub name: String,
+    pub clean_pct: f64,
+    pub robust_pct: f64,
+}
+
+/// Clean vs robust accuracy per run, from `summary.json`; runs without a robust accuracy
+/// (trained and evaluated without ε) have no point.
+pub fn tradeoff_points(data: &ReportData) -> Vec<TradeoffPoint> {
+    data.runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            Some(TradeoffPoint {
+                run: i,
+                name: r.name.clone(),
+                clean_pct: 100.0 * r.summary.clean_accuracy,
+                robust_pct: 100.0 * r.summary.robust_accuracy?,
+            })
+        })
+        .collect()
+}
+
+/// A run's accuracy-vs-ε curve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpsCurve {
+    pub run: usize,
+    pub name: String,
+    /// Where the points come from, in words.
+    pub source: String,
+    /// (ε, accuracy in %), ε ascending.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The ε-curve of a run: from an evaluation record that stored one (the largest such
+/// evaluation), else from check 1 of the sanity checklist, which measures PGD accuracy at
+/// several radii too.
+pub fn eps_curve(run_index: usize, run: &RunReport) -> Option<EpsCurve> {
+    let from_eval = run
+        .evals
+        .iter()
+        .filter(|e| e.record.eps_curve.as_ref().is_some_and(|c| !c.is_empty()))
+        .max_by_key(|e| e.record.n);
+    let (source, mut points) = if let Some(e) = from_eval {
+        let pts: Vec<(f64, f64)> = e
+            .record
+            .eps_curve
+            .iter()
+            .flatten()
+            .map(|p| (f64::from(p.eps), 100.0 * p.robust.value))
+            .collect();
+        (
+            format!(
+                "{} ({}, {} norm, n={})",
+                e.file, e.record.attack, e.record.norm, e.record.n
+            ),
+            pts,
+        )
+    } else {
+        let check = run.checks.as_ref()?.iter().find(|c| c.id == 1)?;
+        let pts: Vec<(f64, f64)> = check
+            .figures
+            .iter()
+            .filter_map(|(k, v)| {
+                let eps: f64 = k.strip_prefix("accuracy_at_eps_")?.parse().ok()?;
+                Some((eps, 100.0 * v))
+            })
+            .collect();
+        if pts.is_empty() {
+            return None;
+        }
+        (
+            format!("{CHECKS} check 1 (PGD, {} norm)", run.summary.norm),
+            pts,
+        )
+    };
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(EpsCurve {
+        run: run_index,
+        name: run.name.clone(),
+        source,
+        points,
+    })
+}
+
+/// Every run's ε-curve, for the runs that have one.
+pub fn eps_curves(data: &ReportData) -> Vec<EpsCurve> {
+    data.runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| eps_curve(i, r))
+        .collect()
+}
+
+/// A run's training history by epoch, accuracies in %.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingCurves {
+    pub train_loss: Vec<(f64, f64)>,
+    pub val_clean: Vec<(f64, f64)>,
+    pub val_fgsm: Vec<(f64, f64)>,
+    pub val_pgd: Vec<(f64, f64)>,
+    /// Which attack `val_pgd` used, as recorded.
+    pub val_attack: Option<String>,
+    /// Every monitor event, in order.
+    pub events: Vec<MonitorEvent>,
+    /// The best checkpoint's epoch: the last line's `best_epoch`, else summary.json's.
+    pub best_epoch: Option<usize>,
+    pub epochs: usize,
+}
+
+/// The training curves of a run, `None` without `metrics.jsonl` or with an empty one.
+pub fn training_curves(run: &RunReport) -> Option<TrainingCurves> {
+    let metrics = run.metrics.as_ref().filter(|m| !m.is_empty())?;
+    let series = |f: &dyn Fn(&EpochMetrics) -> Option<f64>, scale: f64| -> Vec<(f64, f64)> {
+        metrics
+            .iter()
+            .filter_map(|m| {
+                f(m).filter(|v| v.is_finite())
+                    .map(|v| (m.epoch as f64, scale * v))
+            })
+            .collect()
+    };
+    Some(TrainingCurves {
+        train_loss: series(&|m| Some(m.train_loss), 1.0),
+        val_clean: series(&|m| m.val_clean_accuracy, 100.0),
+        val_fgsm: series(&|m| m.val_fgsm_accuracy, 100.0),
+        val_pgd: series(&|m| m.val_robust_accuracy, 100.0),
+        val_attack: metrics.iter().rev().find_map(|m| m.val_attack.clone()),
+        events: metrics.iter().flat_map(|m| m.events.clone()).collect(),
+        best_epoch: metrics
+            .iter()
+            .rev()
+            .find_map(|m| m.best_epoch)
+            .or_else(|| run.summary.best_checkpoint.as_ref().map(|b| b.epoch)),
+        epochs: metrics.iter().map(|m| m.epoch).max().unwrap_or(0),
+    })
+}
+
+/// One class's clean and robust accuracy, in %.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassRow {
+    pub class: usize,
+    pub name: String,
+    pub clean_pct: f64,
+    pub robust_pct: f64,
+    pub n: usize,
+}
+
+/// Per-class accuracies of a run's headline evaluation, with the file they came from.
+pub fn per_class(run: &RunReport) -> Option<(String, Vec<ClassRow>)> {
+    let e = run.headline_eval()?;
+    if e.record.per_class.is_empty() {
+        return None;
+    }
+    let rows = e
+        .record
+        .per_class
+        .iter()
+        .map(|c| ClassRow {
+            class: c.class,
+            name: c.name.clone(),
+            clean_pct: 100.0 * c.clean.value,
+            robust_pct: 100.0 * c.robust.value,
+            n: c.clean.n,
+        })
+        .collect();
+    Some((
+        format!(
+            "{} ({}, n={})",
+            e.file, e.record.attack_description, e.record.n
+        ),
+        rows,
+    ))
+}
