@@ -4,6 +4,7 @@
 //! the `advtrain` library.
 
 mod cmd_attack;
+mod cmd_bench;
 mod cmd_eval;
 mod cmd_report;
 mod cmd_train;
@@ -43,6 +44,8 @@ enum Command {
     Attack(Box<cmd_attack::AttackArgs>),
     /// Write one self-contained HTML report (charts, tables, checklist) for one or more runs.
     Report(Box<cmd_report::ReportArgs>),
+    /// Measure throughput (images/s, GFLOP/s) of inference, PGD-10 and adversarial training steps.
+    Bench(Box<cmd_bench::BenchArgs>),
 }
 
 fn main() {
@@ -52,6 +55,7 @@ fn main() {
         Command::Eval(a) => cmd_eval::run(*a),
         Command::Attack(a) => cmd_attack::run(*a),
         Command::Report(a) => cmd_report::run(*a),
+        Command::Bench(a) => cmd_bench::run(*a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod attack;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;

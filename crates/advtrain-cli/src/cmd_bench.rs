@@ -1,0 +1,145 @@
+//! `advtrain bench`: throughput of inference, PGD-10 and adversarial training steps on
+//! random Fashion-MNIST-shaped inputs, with achieved GFLOP/s beside the CPU's estimated peak.
+//! The measuring lives in [`advtrain::bench`].
+
+use std::path::PathBuf;
+
+use advtrain::bench::{self, BenchConfig, BenchReport, Measurement};
+use advtrain::model::ModelKind;
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::common::Common;
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed repetitions per workload (the median, min and max are reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Untimed repetitions before timing.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Comma-separated models to measure.
+    #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Print the results as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the JSON object to this file (the table is still printed unless --json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let device = args.common.setup()?;
+    let models = args
+        .models
+        .iter()
+        .map(|m| m.trim().parse::<ModelKind>())
+        .collect::<advtrain::Result<Vec<_>>>()?;
+    let config = BenchConfig {
+        models,
+        batch: args.batch,
+        reps: args.reps,
+        warmup: args.warmup,
+        seed: 0,
+    };
+    config.validate()?;
+    let threads = Some(
+        args.common
+            .threads
+            .unwrap_or_else(rayon::current_num_threads),
+    );
+    let table = !args.json;
+    let verbose = !args.common.quiet;
+    if table {
+        println!(
+            "advtrain {} bench: batch {}, {} warm-up + {} timed reps (median [min..max]), random 1x28x28 inputs, 10 classes",
+            advtrain::VERSION,
+            config.batch,
+            config.warmup,
+            config.reps
+        );
+        println!(
+            "{:<10} {:<13} {:>28} {:>11} {:>9}",
+            "model", "workload", "images/s median [min..max]", "s/batch", "GFLOP/s"
+        );
+    } else if verbose {
+        eprintln!("advtrain bench: measuring (results as JSON at the end)...");
+    }
+    let mut on_done = |m: &Measurement| {
+        if table {
+            println!("{}", row(m));
+        } else if verbose {
+            eprintln!("  {}", row(m));
+        }
+    };
+    let report = bench::run(&config, &device, threads, &mut on_done)?;
+    if table {
+        print_footer(&report);
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if verbose {
+            eprintln!("wrote {}", path.display());
+        }
+    } else if args.json {
+        println!("{json}");
+    }
+    Ok(())
+}
+
+fn row(m: &Measurement) -> String {
+    format!(
+        "{:<10} {:<13} {:>9.1} [{:>8.1}..{:>8.1}] {:>11.4} {:>9.2}",
+        m.model,
+        m.workload,
+        m.images_per_s_median,
+        m.images_per_s_min,
+        m.images_per_s_max,
+        m.seconds_per_batch_median,
+        m.gflops_median
+    )
+}
+
+fn print_footer(report: &BenchReport) {
+    let p = &report.peak;
+    println!();
+    println!(
+        "machine: {} ({} cores, {} threads used)",
+        report.machine.cpu, report.machine.cores, report.machine.threads
+    );
+    match (p.gflops, p.mhz) {
+        (Some(g), Some(mhz)) => println!(
+            "peak estimate: {:.1} GFLOP/s = {} cores x {:.0} MHz x {} FLOPs/cycle ({})",
+            g, p.cores, mhz, p.flops_per_cycle, p.assumption
+        ),
+        _ => println!(
+            "peak estimate: unknown (no clock in /proc/cpuinfo; {})",
+            p.assumption
+        ),
+    }
+    if let Some(best) = report
+        .results
+        .iter()
+        .map(|m| m.gflops_median)
+        .fold(None, |a: Option<f64>, g| Some(a.map_or(g, |a| a.max(g))))
+    {
+        if let Some(peak) = p.gflops {
+            println!(
+                "best achieved: {:.2} GFLOP/s = {:.1}% of the estimated peak",
+                best,
+                100.0 * best / peak
+            );
+        }
+    }
+    println!("conventions: {}", bench::CONVENTIONS);
+    println!("timing: every repetition reads a scalar back (and syncs after the SGD step), so lazy execution is included");
+}

@@ -1,0 +1,70 @@
+//! `advtrain bench` runs end to end and its JSON has the documented shape.
+
+use std::process::Command;
+
+#[test]
+fn bench_json_has_expected_keys_and_positive_numbers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_advtrain"))
+        .args([
+            "bench",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch",
+            "8",
+            "--models",
+            "small-cnn",
+            "--json",
+            "-q",
+        ])
+        .output()
+        .expect("advtrain runs");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    for key in [
+        "date",
+        "machine",
+        "advtrain_version",
+        "batch",
+        "reps",
+        "peak",
+        "results",
+    ] {
+        assert!(v.get(key).is_some(), "missing key {key}");
+    }
+    assert!(v["date"].as_str().unwrap().ends_with('Z'));
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(v["machine"]["threads"].as_u64().unwrap() >= 1);
+    assert!(v["machine"]["cpu"].is_string());
+    assert_eq!(v["batch"], 8);
+    assert_eq!(v["reps"], 1);
+    let results = v["results"].as_array().unwrap();
+    let workloads: Vec<&str> = results
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        workloads,
+        ["forward", "pgd10", "fgsm-rs-step", "pgd-at-step"]
+    );
+    for r in results {
+        assert_eq!(r["model"], "small-cnn");
+        for key in [
+            "images_per_s_median",
+            "images_per_s_min",
+            "images_per_s_max",
+            "seconds_per_batch_median",
+            "gflops_median",
+            "flops_per_image",
+        ] {
+            let x = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(x.is_finite() && x > 0.0, "{key} = {x} in {r}");
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! Throughput benchmarks: clean inference, PGD-10 attacks and adversarial training steps,
+//! timed on random inputs, with achieved GFLOP/s beside an estimate of the CPU's peak.
+//!
+//! # Conventions
+//!
+//! * Inputs are uniform in `[0, 1]`, labels uniform over the classes; a fixed seed makes
+//!   every run use the same data and weights.
+//! * Each workload is run `warmup` times untimed, then `reps` times timed; the median,
+//!   minimum and maximum images/s over the timed repetitions are reported. Every timed
+//!   repetition reads a scalar back to the host (and synchronises the device after an
+//!   optimiser step), so lazy execution is never mistaken for speed.
+//! * FLOPs count only convolution and linear layers: 2 FLOPs per multiply-add
+//!   ([`forward_macs`]). Activations, pooling, the loss and the optimiser are ignored.
+//! * A forward pass plus the backward pass to the input (one attack step) counts as 2
+//!   forwards; a forward pass plus the full backward pass (input and weight gradients: a
+//!   training step's model update) counts as 3 forwards ([`Workload::forward_equivalents`]).
+//! * The peak is `cores × clock × FLOPs/cycle/core`, with 32 f32 FLOPs per cycle for
+//!   AVX2+FMA (two 8-wide FMA units), 64 for AVX-512F and 16 otherwise ([`PeakEstimate`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use burn::optim::GradientsParams;
+use burn::prelude::{Device, Int, Module, Tensor, TensorData};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::attack::{Attack, Pgd};
+use crate::model::{Classifier, ModelKind, ModelShape, ZooModel};
+use crate::rng;
+use crate::threat::ThreatModel;
+use crate::train::{self, MethodConfig, OptimizerConfig};
+use crate::{Error, Result};
+
+/// The L∞ radius used by every attack workload.
+pub const BENCH_EPS: f32 = 0.1;
+
+/// Learning rate of the benchmarked SGD step.
+const BENCH_LR: f64 = 0.01;
+
+/// The conventions, in one line, for tables and JSON.
+pub const CONVENTIONS: &str = "FLOPs = 2 x conv/linear multiply-adds; forward+input-backward (attack step) = 2 forwards; forward+full backward (training) = 3 forwards; PGD-10 = 20 forwards; fgsm-rs step = 2+3 = 5; pgd-at step = 20+3 = 23";
+
+/// One thing that is timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Logits of a batch with the model in evaluation mode.
+    Forward,
+    /// L∞ PGD-10 (ε = 0.1, random start, step 2.5ε/10, last iterate) against the model.
+    Pgd10,
+    /// One fast-AT (FGSM with random start) training step: attack, loss, backward, SGD.
+    FgsmRsStep,
+    /// One PGD-AT (PGD-10) training step: attack, loss, backward, SGD.
+    PgdAtStep,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Forward,
+        Workload::Pgd10,
+        Workload::FgsmRsStep,
+        Workload::PgdAtStep,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Workload::Forward => "forward",
+            Workload::Pgd10 => "pgd10",
+            Workload::FgsmRsStep => "fgsm-rs-step",
+            Workload::PgdAtStep => "pgd-at-step",
+        }
+    }
+
+    /// How many forward passes' worth of FLOPs one image costs: an attack step (forward +
+    /// backward to the input) counts 2, a training forward + full backward counts 3.
+    pub fn forward_equivalents(&self) -> f64 {
+        match self {
+            Workload::Forward => 1.0,
+            Workload::Pgd10 => 10.0 * 2.0,
+            Workload::FgsmRsStep => 2.0 + 3.0,
+            Workload::PgdAtStep => 10.0 * 2.0 + 3.0,
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Multiply-adds of a convolution producing a `cout × out_h × out_w` map with a `k × k`
+/// kernel over `cin` channels.
+pub fn conv_macs(cin: usize, cout: usize, k: usize, out_h: usize, out_w: usize) -> u64 {
+    (cin * k * k * cout * out_h * out_w) as u64
+}
+
+/// Multiply-adds of a linear layer.
+pub fn linear_macs(inputs: usize, outputs: usize) -> u64 {
+    (inputs * outputs) as u64
+}
+
+/// Convolution and linear multiply-adds of one forward pass of one image (biases,
+/// activations and pooling not counted). Mirrors the layer shapes of
+/// [`crate::model::SmallCnn`], [`crate::model::MadryCnn`] and [`crate::model::Mlp`].
+pub fn forward_macs(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
+    let (c, h, w, k) = (shape.channels, shape.height, shape.width, shape.num_classes);
+    Ok(match kind {
+        ModelKind::SmallCnn => {
+            // 4×4 kernels, stride 2, padding 1.
+            let down = |n: usize| (n + 2 - 4) / 2 + 1;
+            let (h1, w1) = (down(h), down(w));
+            let (h2, w2) = (down(h1), down(w1));
+            conv_macs(c, 16, 4, h1, w1)
+                + conv_macs(16, 32, 4, h2, w2)
+                + linear_macs(32 * h2 * w2, 100)
+                + linear_macs(100, k)
+        }
+        ModelKind::MadryCnn => {
+            // 5×5 "same" convolutions, each followed by a 2×2 max-pool.
+            conv_macs(c, 32, 5, h, w)
+                + conv_macs(32, 64, 5, h / 2, w / 2)
+                + linear_macs(64 * (h / 4) * (w / 4), 1024)
+                + linear_macs(1024, k)
+        }
+        ModelKind::Mlp => linear_macs(c * h * w, 256) + linear_macs(256, 256) + linear_macs(256, k),
+        other => {
+            return Err(Error::config(format!(
+                "bench has no FLOP count for model '{other}' (use small-cnn, madry-cnn or mlp)"
+            )))
+        }
+    })
+}
+
+/// FLOPs (2 per multiply-add) of one forward pass of one image.
+pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
+    Ok(2 * forward_macs(kind, shape)?)
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub models: Vec<ModelKind>,
+    pub batch: usize,
+    pub reps: usize,
+    pub warmup: usize,
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            models: vec![ModelKind::SmallCnn, ModelKind::MadryCnn],
+            batch: 128,
+            reps: 5,
+            warmup: 1,
+            seed: 0,
+        }
+    }
+}
+
+impl BenchConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::config("--batch must be >= 1"));
+        }
+        if self.reps == 0 {
+            return Err(Error::config("--reps must be >= 1"));
+        }
+        if self.models.is_empty() {
+            return Err(Error::config("--models must name at least one model"));
+        }
+        for &m in &self.models {
+            forward_macs(m, &ModelShape::fashion_mnist())?;
+        }
+        Ok(())
+    }
+}
+
+/// The timing of one (model, workload) pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub model: String,
+    pub workload: String,
+    pub batch: usize,
+    pub images_per_s_median: f64,
+    pub images_per_s_min: f64,
+    pub images_per_s_max: f64,
+    /// Seconds per batch at the median repetition.
+    pub seconds_per_batch_median: f64,
+    pub seconds_per_batch_min: f64,
+    pub seconds_per_batch_max: f64,
+    /// Counted FLOPs per image (see the module's conventions).
+    pub flops_per_image: f64,
+    /// Achieved GFLOP/s at the median.
+    pub gflops_median: f64,
+}
+
+impl Measurement {
+    /// Summarises per-repetition batch times (seconds).
+    pub fn from_times(
+        model: &str,
+        workload: Workload,
+        batch: usize,
+        flops_per_image: f64,
+        times: &[f64],
+    ) -> Self {
+        let mut t = times.to_vec();
+        t.sort_by(f64::total_cmp);
+        let median = if t.is_empty() {
+            f64::NAN
+        } else if t.len() % 2 == 1 {
+            t[t.len() / 2]
+        } else {
+            (t[t.len() / 2 - 1] + t[t.len() / 2]) / 2.0
+        };
+        let (fastest, slowest) = (
+            t.first().copied().unwrap_or(f64::NAN),
+            t.last().copied().unwrap_or(f64::NAN),
+        );
+        let ips = |s: f64| batch as f64 / s;
+        Self {
+            model: model.to_string(),
+            workload: workload.as_str().to_string(),
+            batch,
+            images_per_s_median: ips(median),
+            images_per_s_min: ips(slowest),
+            images_per_s_max: ips(fastest),
+            seconds_per_batch_median: median,
+            seconds_per_batch_min: fastest,
+            seconds_per_batch_max: slowest,
+            flops_per_image,
+            gflops_median: ips(median) * flops_per_image / 1e9,
+        }
+    }
+}
+
+/// The machine the benchmark ran on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model from `/proc/cpuinfo` ("unknown" elsewhere).
+    pub cpu: String,
+    /// Logical cores the OS offers (`available_parallelism`).
+    pub cores: usize,
+    /// Threads the benchmark used.
+    pub threads: usize,
+}
+
+impl Machine {
+    pub fn detect(threads: Option<usize>) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo_field(&cpuinfo, "model name")
+            .next()
+            .unwrap_or("unknown")
+            .to_string();
+        Self {
+            cpu,
+            cores,
+            threads: threads.unwrap_or(cores),
+        }
+    }
+}
+
+fn cpuinfo_field<'a>(cpuinfo: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cpuinfo.lines().filter_map(move |line| {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// A rough peak: `cores × clock × FLOPs/cycle/core`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeakEstimate {
+    /// Cores counted (the threads used).
+    pub cores: usize,
+    /// Highest "cpu MHz" in `/proc/cpuinfo` (the current clock, a proxy for the maximum);
+    /// `None` where unknown.
+    pub mhz: Option<f64>,
+    /// f32 FLOPs per cycle per core assumed.
+    pub flops_per_cycle: u32,
+    /// Why that many FLOPs per cycle.
+    pub assumption: String,
+    /// GFLOP/s; `None` without a clock.
+    pub gflops: Option<f64>,
+}
+
+impl PeakEstimate {
+    pub fn detect(cores: usize) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let mhz = cpuinfo_field(&cpuinfo, "cpu MHz")
+            .filter_map(|v| v.parse::<f64>().ok())
+            .fold(None, |best: Option<f64>, v| {
+                Some(best.map_or(v, |b| b.max(v)))
+            });
+        let (flops_per_cycle, assumption) = simd_flops_per_cycle();
+        Self {
+            cores,
+            mhz,
+            flops_per_cycle,
+            assumption: assumption.to_string(),
+            gflops: mhz.map(|m| cores as f64 * m * 1e-3 * flops_per_cycle as f64),
+        }
+    }
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+fn simd_flops_per_cycle() -> (u32, &'static str) {
+    if is_x86_feature_detected!("avx512f") {
+        (64, "AVX-512F: 64 f32 FLOPs/cycle/core (2 x 16-wide FMA)")
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        (32, "AVX2+FMA: 32 f32 FLOPs/cycle/core (2 x 8-wide FMA)")
+    } else {
+        (16, "no AVX2+FMA: 16 f32 FLOPs/cycle/core")
+    }
+}
+
+#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+fn simd_flops_per_cycle() -> (u32, &'static str) {
+    (16, "non-x86 CPU: 16 f32 FLOPs/cycle/core assumed")
+}
+
+/// A whole benchmark run, as written with `--json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// RFC 3339, UTC.
+    pub date: String,
+    pub machine: Machine,
+    /// Which implementation measured this ("advtrain" or a peer such as "pytorch").
+    pub framework: String,
+    pub advtrain_version: String,
+    pub batch: usize,
+    pub reps: usize,
+    pub warmup: usize,
+    pub conventions: String,
+    pub peak: PeakEstimate,
+    pub results: Vec<Measurement>,
+}
+
+/// `time` as RFC 3339 in UTC, whole seconds (`1970-01-01T00:00:00Z`).
+pub fn rfc3339_utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Random Fashion-MNIST-shaped inputs in `[0, 1]` and labels, without autodiff.
+fn random_batch(
+    batch: usize,
+    shape: &ModelShape,
+    rng: &mut rng::AdvRng,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let n = batch * shape.channels * shape.height * shape.width;
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            rng::uniform_vec(rng, n, 0.0, 1.0),
+            [batch, shape.channels, shape.height, shape.width],
+        ),
+        device,
+    );
+    let labels: Vec<i64> = (0..batch)
+        .map(|_| rng.random_range(0..shape.num_classes as i64))
+        .collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
+    (x, y)
+}
+
+/// Runs `f` `warmup` times, then times it `reps` times (seconds each).
+fn time_reps(warmup: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// Times every workload for one model. `device` is the device models are created on (as
+/// `advtrain train` gets it); inputs are created on it without autodiff and the training
+/// steps run on `model.train()`, as in [`crate::train::train_with`]. `on_done` is called
+/// after each workload.
+pub fn bench_model(
+    kind: ModelKind,
+    config: &BenchConfig,
+    device: &Device,
+    on_done: &mut dyn FnMut(&Measurement),
+) -> Result<Vec<Measurement>> {
+    let shape = ModelShape::fashion_mnist();
+    let flops = forward_flops(kind, &shape)? as f64;
+    device.seed(config.seed);
+    let model = ZooModel::new(kind, &shape, None, device)?;
+    let data_device = device.clone().without_autodiff();
+    let mut rng = rng::seeded(config.seed);
+    let (x, y) = random_batch(config.batch, &shape, &mut rng, &data_device);
+    let threat = ThreatModel::linf(BENCH_EPS);
+    let sync = |d: &Device| {
+        d.sync()
+            .map_err(|e| Error::config(format!("device error: {e:?}")))
+    };
+
+    let mut out = Vec::new();
+    for workload in Workload::ALL {
+        let times = match workload {
+            Workload::Forward => {
+                let eval = model.valid();
+                time_reps(config.warmup, config.reps, || {
+                    let s = eval.logits(x.clone()).sum().into_scalar::<f32>();
+                    std::hint::black_box(s);
+                })
+            }
+            Workload::Pgd10 => {
+                // The last iterate, as torchattacks' PGD returns (the evaluation default
+                // also keeps each example's best point, one more forward per step).
+                let pgd = Pgd::new(threat).steps(10).keep_best(false);
+                time_reps(config.warmup, config.reps, || {
+                    let adv = pgd.perturb(&model, x.clone(), y.clone(), &mut rng);
+                    std::hint::black_box(adv.sum().into_scalar::<f32>());
+                })
+            }
+            Workload::FgsmRsStep | Workload::PgdAtStep => {
+                let method = MethodConfig::default_for(if workload == Workload::FgsmRsStep {
+                    "fgsm-rs"
+                } else {
+                    "pgd-at"
+                })?;
+                let mut live = model.clone().train();
+                let mut optimizer = OptimizerConfig::sgd().build();
+                let mut failed = None;
+                let times = time_reps(config.warmup, config.reps, || {
+                    let b =
+                        train::batch_loss(&method, &live, x.clone(), y.clone(), threat, &mut rng);
+                    let loss = b.loss.clone().into_scalar::<f32>();
+                    std::hint::black_box(loss);
+                    let grads = GradientsParams::from_grads(b.loss.backward(), &live);
+                    live = optimizer.step(BENCH_LR, live.clone(), grads);
+                    if let Err(e) = sync(device) {
+                        failed = Some(e);
+                    }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                times
+            }
+        };
+        let m = Measurement::from_times(
+            kind.as_str(),
+            workload,
+            config.batch,
+            flops * workload.forward_equivalents(),
+            &times,
+        );
+        on_done(&m);
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Runs every configured model; `threads` is what the caller set (for the report).
+pub fn run(
+    config: &BenchConfig,
+    device: &Device,
+    threads: Option<usize>,
+    on_done: &mut dyn FnMut(&Measurement),
+) -> Result<BenchReport> {
+    config.validate()?;
+    let machine = Machine::detect(threads);
+    let peak = PeakEstimate::detect(machine.threads);
+    let mut results = Vec::new();
+    for &kind in &config.models {
+        results.extend(bench_model(kind, config, device, on_done)?);
+    }
+    Ok(BenchReport {
+        date: rfc3339_utc(SystemTime::now()),
+        machine,
+        framework: "advtrain".to_string(),
+        advtrain_version: crate::VERSION.to_string(),
+        batch: config.batch,
+        reps: config.reps,
+        warmup: config.warmup,
+        conventions: CONVENTIONS.to_string(),
+        peak,
+        results,
+    })
+}
+
+impl FromStr for Workload {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| Error::config(format!("unknown workload '{s}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_cnn_flops_match_a_hand_count() {
+        // conv1: 1→16, 4×4, 28→14: 14·14·16·(1·4·4) = 50_176 MACs
+        // conv2: 16→32, 4×4, 14→7: 7·7·32·(16·4·4) = 401_408 MACs
+        // fc1: 32·7·7 = 1568 → 100: 156_800 MACs; fc2: 100 → 10: 1_000 MACs
+        let shape = ModelShape::fashion_mnist();
+        assert_eq!(
+            forward_macs(ModelKind::SmallCnn, &shape).unwrap(),
+            50_176 + 401_408 + 156_800 + 1_000
+        );
+        assert_eq!(
+            forward_flops(ModelKind::SmallCnn, &shape).unwrap(),
+            1_218_768
+        );
+    }
+
+    #[test]
+    fn madry_cnn_flops_match_a_hand_count() {
+        // conv1: 28·28·32·25 = 627_200; conv2: 14·14·64·(32·25) = 10_035_200;
+        // fc1: 3136·1024 = 3_211_264; fc2: 10_240.
+        let shape = ModelShape::fashion_mnist();
+        assert_eq!(
+            forward_macs(ModelKind::MadryCnn, &shape).unwrap(),
+            627_200 + 10_035_200 + 3_211_264 + 10_240
+        );
+    }
+
+    #[test]
+    fn median_min_max_of_times() {
+        let m = Measurement::from_times("m", Workload::Forward, 10, 1e9, &[2.0, 1.0, 4.0]);
+        assert_eq!(m.seconds_per_batch_median, 2.0);
+        assert_eq!(m.images_per_s_median, 5.0);
+        assert_eq!(m.images_per_s_max, 10.0);
+        assert_eq!(m.images_per_s_min, 2.5);
+        assert_eq!(m.gflops_median, 5.0);
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400 + 3661);
+        assert_eq!(rfc3339_utc(t), "2000-02-29T01:01:01Z");
+    }
+}
