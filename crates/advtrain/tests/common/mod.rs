@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use advtrain::data::Dataset;
-use advtrain::model::{ModelKind, ModelShape, ZooModel};
+use advtrain::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::train::{self, MethodConfig, NoObserver, OptimizerConfig, Schedule, TrainConfig};
 use burn::prelude::*;
@@ -29,7 +29,13 @@ pub fn fresh(kind: ModelKind, data: &Dataset, seed: u64) -> ZooModel {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
     device.seed(seed);
-    ZooModel::new(kind, &shape_of(data), None, &device).unwrap()
+    let model = ZooModel::new(kind, &shape_of(data), None, &device).unwrap();
+    // burn initialises parameters lazily, on first use: touch them all now, while the lock
+    // is held, or a test running in parallel could draw from the seeded generator first.
+    let shape = shape_of(data);
+    let probe = Tensor::<4>::zeros([1, shape.channels, shape.height, shape.width], &device);
+    let _ = model.logits(probe);
+    model
 }
 
 /// Trains `kind` on `data` with `method` at L∞ radius `eps` (Adam, constant lr).
