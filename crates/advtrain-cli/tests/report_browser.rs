@@ -5,66 +5,15 @@
 //! Needs /usr/bin/chromium (`apt-get install -y chromium`); without it the test fails with
 //! that instruction rather than passing silently.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use advtrain::data::idx::{write_idx_images, write_idx_labels};
-use advtrain::data::synthetic;
+mod common;
+
+use common::{bin, run_ok, scratch, write_tiny_fashion};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_advtrain"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("advtrain-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Writes a 28×28, 10-class template data set in the Fashion-MNIST file layout.
-fn write_tiny_fashion(dir: &Path) {
-    for (split, n, seed) in [("train", 600, 1u64), ("t10k", 120, 2)] {
-        // Same templates (seed 7) for both splits; the per-split seed only changes noise.
-        let all = synthetic::templates(n + 600 * (seed as usize), 10, 1, 28, 0.1, 7);
-        let start = 600 * (seed as usize - 1);
-        let data = all.subset(&(start..start + n).collect::<Vec<_>>());
-        let pixels: Vec<u8> = data
-            .images
-            .iter()
-            .map(|v| (v * 255.0).round() as u8)
-            .collect();
-        write_idx_images(
-            &dir.join(format!("{split}-images-idx3-ubyte.gz")),
-            n,
-            28,
-            28,
-            &pixels,
-            true,
-        )
-        .unwrap();
-        write_idx_labels(
-            &dir.join(format!("{split}-labels-idx1-ubyte")),
-            &data.labels,
-            false,
-        )
-        .unwrap();
-    }
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("advtrain runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "command failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
 
 /// Runs headless Chromium on `url` with `extra` flags and a fresh profile; returns stdout.
 /// Killed after two minutes so a hung browser fails the test instead of stalling it.

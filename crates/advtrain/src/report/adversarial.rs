@@ -7,7 +7,7 @@ use burn::tensor::activation::softmax;
 
 use super::data::RunReport;
 use super::examples::{adversarial_grid, AdversarialExamples};
-use crate::attack::{Attack, Pgd};
+use crate::attack::{float_vec, int_vec, Attack, Pgd};
 use crate::data::{self, DatasetName, Split};
 use crate::model::{self, Classifier, ZooModel};
 use crate::run::files;
@@ -18,21 +18,8 @@ pub const REPORT_EXAMPLES: usize = 8;
 /// PGD iterations for the report's grid.
 pub const REPORT_PGD_STEPS: usize = 20;
 
-fn to_u8(t: Tensor<1, Int>) -> Vec<u8> {
-    t.into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v as u8)
-        .collect()
-}
-
-fn to_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
+fn labels(t: &Tensor<1, Int>) -> Vec<u8> {
+    int_vec(t).into_iter().map(|v| v as u8).collect()
 }
 
 /// Attacks the first [`REPORT_EXAMPLES`] test images of the run's data set with PGD-20 at
@@ -90,12 +77,12 @@ pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, Stri
         channels: test.channels,
         height: test.height,
         width: test.width,
-        clean: to_f32(x),
-        adversarial: to_f32(x_adv),
-        labels: to_u8(y),
-        clean_pred: to_u8(clean_pred),
-        adv_pred: to_u8(adv_pred.reshape([n])),
-        adv_confidence: to_f32(conf.reshape([n])),
+        clean: float_vec(&x),
+        adversarial: float_vec(&x_adv),
+        labels: labels(&y),
+        clean_pred: labels(&clean_pred),
+        adv_pred: labels(&adv_pred.reshape([n])),
+        adv_confidence: float_vec(&conf.reshape([n])),
         eps: threat.eps,
     };
     let grid = adversarial_grid(&ex, &name.class_names());
