@@ -19,7 +19,7 @@ echo "running advtrain bench ${args[*]:-}" >&2
 
 echo "running bench/peer_pytorch.py ${args[*]:-}" >&2
 rc=0
-python3 bench/peer_pytorch.py "${args[@]}" --json -q --out "$tmp/pytorch.json" || rc=$?
+"${PYTHON:-python3}" bench/peer_pytorch.py "${args[@]}" --json -q --out "$tmp/pytorch.json" || rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "the PyTorch peer failed (exit $rc); advtrain's results:" >&2
     cat "$tmp/advtrain.json"

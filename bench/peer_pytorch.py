@@ -63,7 +63,10 @@ def peak_estimate(cores):
     info = cpuinfo()
     mhz = max((float(v) for v in info.get("cpu MHz", []) if v), default=None)
     flags = set((info.get("flags") or [""])[0].split())
-    if "avx512f" in flags:
+    zen4 = (info.get("vendor_id") or [""])[0] == "AuthenticAMD" and (info.get("cpu family") or [""])[0] == "25"
+    if "avx512f" in flags and zen4:
+        fpc, why = 32, "AVX-512F on AMD Zen 4: 32 f32 FLOPs/cycle/core (512-bit FMAs run as 2 x 256-bit)"
+    elif "avx512f" in flags:
         fpc, why = 64, "AVX-512F: 64 f32 FLOPs/cycle/core (2 x 16-wide FMA)"
     elif "avx2" in flags and "fma" in flags:
         fpc, why = 32, "AVX2+FMA: 32 f32 FLOPs/cycle/core (2 x 8-wide FMA)"

@@ -297,7 +297,9 @@ impl PeakEstimate {
             .fold(None, |best: Option<f64>, v| {
                 Some(best.map_or(v, |b| b.max(v)))
             });
-        let (flops_per_cycle, assumption) = simd_flops_per_cycle();
+        let zen4 = cpuinfo_field(&cpuinfo, "vendor_id").next() == Some("AuthenticAMD")
+            && cpuinfo_field(&cpuinfo, "cpu family").next() == Some("25");
+        let (flops_per_cycle, assumption) = simd_flops_per_cycle(zen4);
         Self {
             cores,
             mhz,
@@ -308,9 +310,16 @@ impl PeakEstimate {
     }
 }
 
+/// `zen4`: an AMD family-25h CPU, whose AVX-512 runs each 512-bit FMA as two 256-bit
+/// halves, so it peaks at the AVX2 rate.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-fn simd_flops_per_cycle() -> (u32, &'static str) {
-    if is_x86_feature_detected!("avx512f") {
+fn simd_flops_per_cycle(zen4: bool) -> (u32, &'static str) {
+    if is_x86_feature_detected!("avx512f") && zen4 {
+        (
+            32,
+            "AVX-512F on AMD Zen 4: 32 f32 FLOPs/cycle/core (512-bit FMAs run as 2 x 256-bit)",
+        )
+    } else if is_x86_feature_detected!("avx512f") {
         (64, "AVX-512F: 64 f32 FLOPs/cycle/core (2 x 16-wide FMA)")
     } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         (32, "AVX2+FMA: 32 f32 FLOPs/cycle/core (2 x 8-wide FMA)")
@@ -320,7 +329,7 @@ fn simd_flops_per_cycle() -> (u32, &'static str) {
 }
 
 #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-fn simd_flops_per_cycle() -> (u32, &'static str) {
+fn simd_flops_per_cycle(_zen4: bool) -> (u32, &'static str) {
     (16, "non-x86 CPU: 16 f32 FLOPs/cycle/core assumed")
 }
 

@@ -28,6 +28,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fastpath;
 pub mod model;
 pub mod progress;
 pub mod report;

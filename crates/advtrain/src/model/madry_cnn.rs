@@ -1,5 +1,6 @@
 //! The CNN of Madry et al. (2018) used for their MNIST challenge.
 
+use crate::fastpath::{conv2d_relu, max_pool2d};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -49,8 +50,8 @@ impl MadryCnn {
 impl Classifier for MadryCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = normalize(&self.normalization, images);
-        let x = self.pool.forward(relu(self.conv1.forward(x)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x = max_pool2d(&self.pool, conv2d_relu(&self.conv1, x));
+        let x = max_pool2d(&self.pool, conv2d_relu(&self.conv2, x));
         let x: Tensor<2> = x.flatten(1, 3);
         let x = relu(self.fc1.forward(x));
         self.fc2.forward(x)

@@ -2,6 +2,7 @@
 //! adversarial-training literature (Rice et al. 2020, Wong et al. 2020). Too slow for CPU
 //! training; it is here for GPU users.
 
+use crate::fastpath::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
@@ -49,11 +50,11 @@ impl PreActBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let out = relu(self.bn1.forward(x.clone()));
         let shortcut = match &self.shortcut {
-            Some(conv) => conv.forward(out.clone()),
+            Some(conv) => conv2d(conv, out.clone()),
             None => x,
         };
-        let out = self.conv1.forward(out);
-        let out = self.conv2.forward(relu(self.bn2.forward(out)));
+        let out = conv2d(&self.conv1, out);
+        let out = conv2d(&self.conv2, relu(self.bn2.forward(out)));
         out + shortcut
     }
 }
@@ -100,7 +101,7 @@ impl PreActResNet18 {
 
 impl Classifier for PreActResNet18 {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.stem.forward(normalize(&self.normalization, images));
+        let mut x = conv2d(&self.stem, normalize(&self.normalization, images));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -1,5 +1,6 @@
 //! The small CNN of Wong et al. (2020, "Fast is better than free") for MNIST-sized inputs.
 
+use crate::fastpath::conv2d_relu;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
@@ -52,8 +53,8 @@ impl SmallCnn {
 impl Classifier for SmallCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = normalize(&self.normalization, images);
-        let x = relu(self.conv1.forward(x));
-        let x = relu(self.conv2.forward(x));
+        let x = conv2d_relu(&self.conv1, x);
+        let x = conv2d_relu(&self.conv2, x);
         let x: Tensor<2> = x.flatten(1, 3);
         let x = relu(self.fc1.forward(x));
         self.fc2.forward(x)

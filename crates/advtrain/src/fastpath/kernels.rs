@@ -1,0 +1,444 @@
+//! im2col + GEMM convolution kernels on contiguous NCHW `f32` slices.
+//!
+//! burn-flex's own convolution is a direct loop and its backward passes go through
+//! the generic transposed-convolution path; on the small CNNs used here both are
+//! several times slower than a GEMM. These kernels unfold one image at a time into
+//! a `[C_in·kh·kw, OH·OW]` column matrix (kept in a per-thread buffer) and hand the
+//! work to the `gemm` crate, parallelising over the batch.
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// Shape and options of one 2-D convolution (groups = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_out: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Padding before each spatial dimension (top, left).
+    pub padding_begin: [usize; 2],
+    /// Padding after each spatial dimension (bottom, right).
+    pub padding_end: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Output height and width, or `None` when the kernel does not fit the padded input.
+    pub fn output_size(&self) -> Option<[usize; 2]> {
+        let dims = [self.height, self.width];
+        let mut out = [0; 2];
+        for d in 0..2 {
+            let span = self.dilation[d] * (self.kernel[d] - 1) + 1;
+            let padded = dims[d] + self.padding_begin[d] + self.padding_end[d];
+            if self.stride[d] == 0 || span > padded {
+                return None;
+            }
+            out[d] = (padded - span) / self.stride[d] + 1;
+        }
+        Some(out)
+    }
+
+    fn out(&self) -> [usize; 2] {
+        self.output_size()
+            .expect("convolution geometry checked by the caller")
+    }
+
+    /// Rows of the column matrix: `C_in · kh · kw`.
+    fn rows(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of the column matrix: `OH · OW`.
+    fn cols(&self) -> usize {
+        let [oh, ow] = self.out();
+        oh * ow
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels_in * self.height * self.width
+    }
+
+    /// Range of output positions `o` along dimension `d` whose input index
+    /// `o·stride + k·dilation − pad` lies inside the image, for kernel offset `k`.
+    fn valid_range(&self, d: usize, k: usize, out_len: usize) -> (usize, usize) {
+        let size = if d == 0 { self.height } else { self.width } as isize;
+        let offset = (k * self.dilation[d]) as isize - self.padding_begin[d] as isize;
+        let stride = self.stride[d] as isize;
+        // first o with o·stride + offset >= 0
+        let lo = if offset >= 0 {
+            0
+        } else {
+            ((-offset) + stride - 1) / stride
+        };
+        // last o with o·stride + offset <= size − 1
+        let hi = if size - 1 - offset < 0 {
+            -1
+        } else {
+            (size - 1 - offset) / stride
+        };
+        let lo = (lo as usize).min(out_len);
+        let hi = ((hi + 1).max(0) as usize).min(out_len);
+        (lo, hi.max(lo))
+    }
+}
+
+/// Unfold one image `[C_in, H, W]` into `col` `[C_in·kh·kw, OH·OW]`.
+fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    let [oh, ow] = g.out();
+    let [kh, kw] = g.kernel;
+    let (h, w) = (g.height, g.width);
+    let p = oh * ow;
+    for c in 0..g.channels_in {
+        let plane = &image[c * h * w..(c + 1) * h * w];
+        for i in 0..kh {
+            let (y_lo, y_hi) = g.valid_range(0, i, oh);
+            for j in 0..kw {
+                let row = (c * kh + i) * kw + j;
+                let dst = &mut col[row * p..(row + 1) * p];
+                let (x_lo, x_hi) = g.valid_range(1, j, ow);
+                dst[..y_lo * ow].fill(0.0);
+                dst[y_hi * ow..].fill(0.0);
+                let x_off = (j * g.dilation[1]) as isize - g.padding_begin[1] as isize;
+                for oy in y_lo..y_hi {
+                    let iy = oy * g.stride[0] + i * g.dilation[0] - g.padding_begin[0];
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    let out_row = &mut dst[oy * ow..(oy + 1) * ow];
+                    out_row[..x_lo].fill(0.0);
+                    out_row[x_hi..].fill(0.0);
+                    if g.stride[1] == 1 {
+                        let start = (x_lo as isize + x_off) as usize;
+                        out_row[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
+                    } else if x_hi > x_lo {
+                        let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
+                        let taps = src[start..].iter().step_by(g.stride[1]);
+                        for (v, s) in out_row[x_lo..x_hi].iter_mut().zip(taps) {
+                            *v = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fold `col` `[C_in·kh·kw, OH·OW]` back into one image, adding overlapping entries.
+fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+    let [oh, ow] = g.out();
+    let [kh, kw] = g.kernel;
+    let (h, w) = (g.height, g.width);
+    let p = oh * ow;
+    for c in 0..g.channels_in {
+        let plane = &mut image[c * h * w..(c + 1) * h * w];
+        for i in 0..kh {
+            let (y_lo, y_hi) = g.valid_range(0, i, oh);
+            for j in 0..kw {
+                let row = (c * kh + i) * kw + j;
+                let src = &col[row * p..(row + 1) * p];
+                let (x_lo, x_hi) = g.valid_range(1, j, ow);
+                let x_off = (j * g.dilation[1]) as isize - g.padding_begin[1] as isize;
+                for oy in y_lo..y_hi {
+                    let iy = oy * g.stride[0] + i * g.dilation[0] - g.padding_begin[0];
+                    let dst = &mut plane[iy * w..(iy + 1) * w];
+                    let in_row = &src[oy * ow..(oy + 1) * ow];
+                    if g.stride[1] == 1 {
+                        let start = (x_lo as isize + x_off) as usize;
+                        for (d, s) in dst[start..start + (x_hi - x_lo)]
+                            .iter_mut()
+                            .zip(&in_row[x_lo..x_hi])
+                        {
+                            *d += *s;
+                        }
+                    } else if x_hi > x_lo {
+                        let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
+                        let taps = dst[start..].iter_mut().step_by(g.stride[1]);
+                        for (d, v) in taps.zip(&in_row[x_lo..x_hi]) {
+                            *d += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]` (or `+=` when `accumulate`), all row-major with
+/// the given row strides; `a_t`/`b_t` read the operand transposed.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    debug_assert_eq!(dst.len(), m * n);
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    // (column stride, row stride) of each operand as stored.
+    let (a_cs, a_rs) = if a_transposed { (m, 1) } else { (1, k) };
+    let (b_cs, b_rs) = if b_transposed { (k, 1) } else { (1, n) };
+    // SAFETY: the slices have exactly the lengths the strides describe (checked
+    // above in debug builds, guaranteed by every caller in this module), and
+    // `dst` does not alias `a` or `b` (distinct borrows).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Split the batch across threads when it is large enough; otherwise let GEMM use them.
+fn batch_parallel(batch: usize) -> bool {
+    batch >= rayon::current_num_threads()
+}
+
+/// Forward convolution: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, kh, kw]`,
+/// optional `bias` `[C_out]`; returns `[N, C_out, OH, OW]`, passed through a ReLU
+/// when `relu` (fused: the output is touched once while still in cache).
+pub fn conv2d_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let (k, p, co) = (g.rows(), g.cols(), g.channels_out);
+    let mut out = vec![0.0f32; g.batch * co * p];
+    if out.is_empty() {
+        return out;
+    }
+    let one = |col: &mut Vec<f32>, n: usize, out_n: &mut [f32], par: Parallelism| {
+        im2col(g, &x[n * g.image_len()..(n + 1) * g.image_len()], col);
+        matmul(co, p, k, out_n, weight, false, col, false, false, par);
+        for (c, row) in out_n.chunks_exact_mut(p).enumerate() {
+            let b = bias.map_or(0.0, |bias| bias[c]);
+            if relu {
+                row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else if b != 0.0 {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    };
+    if batch_parallel(g.batch) {
+        out.par_chunks_mut(co * p).enumerate().for_each_init(
+            || vec![0.0f32; k * p],
+            |col, (n, out_n)| one(col, n, out_n, Parallelism::None),
+        );
+    } else {
+        let mut col = vec![0.0f32; k * p];
+        for (n, out_n) in out.chunks_mut(co * p).enumerate() {
+            one(&mut col, n, out_n, Parallelism::Rayon(0));
+        }
+    }
+    out
+}
+
+/// Gradient with respect to the input: `grad` `[N, C_out, OH, OW]` → `[N, C_in, H, W]`.
+pub fn conv2d_backward_input(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (k, p, co) = (g.rows(), g.cols(), g.channels_out);
+    let mut dx = vec![0.0f32; g.batch * g.image_len()];
+    if dx.is_empty() || p == 0 {
+        return dx;
+    }
+    let one = |col: &mut Vec<f32>, n: usize, dx_n: &mut [f32], par: Parallelism| {
+        let grad_n = &grad[n * co * p..(n + 1) * co * p];
+        // col = Wᵀ · grad_n, with W stored [C_out × K].
+        matmul(k, p, co, col, weight, true, grad_n, false, false, par);
+        col2im(g, col, dx_n);
+    };
+    if batch_parallel(g.batch) {
+        dx.par_chunks_mut(g.image_len()).enumerate().for_each_init(
+            || vec![0.0f32; k * p],
+            |col, (n, dx_n)| one(col, n, dx_n, Parallelism::None),
+        );
+    } else {
+        let mut col = vec![0.0f32; k * p];
+        for (n, dx_n) in dx.chunks_mut(g.image_len()).enumerate() {
+            one(&mut col, n, dx_n, Parallelism::Rayon(0));
+        }
+    }
+    dx
+}
+
+/// Gradient with respect to the weight: `Σ_n grad_n · colₙᵀ`, `[C_out, C_in, kh, kw]`.
+pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (k, p, co) = (g.rows(), g.cols(), g.channels_out);
+    let accumulate_range = |range: std::ops::Range<usize>, par: Parallelism| {
+        let mut dw = vec![0.0f32; co * k];
+        let mut col = vec![0.0f32; k * p];
+        for (i, n) in range.enumerate() {
+            im2col(g, &x[n * g.image_len()..(n + 1) * g.image_len()], &mut col);
+            let grad_n = &grad[n * co * p..(n + 1) * co * p];
+            matmul(co, k, p, &mut dw, grad_n, false, &col, true, i > 0, par);
+        }
+        dw
+    };
+    if g.batch == 0 || p == 0 {
+        return vec![0.0f32; co * k];
+    }
+    if batch_parallel(g.batch) {
+        let parts = rayon::current_num_threads().min(g.batch);
+        let per = g.batch.div_ceil(parts);
+        (0..parts)
+            .into_par_iter()
+            .map(|t| accumulate_range(t * per..((t + 1) * per).min(g.batch), Parallelism::None))
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
+                a
+            })
+            .unwrap_or_else(|| vec![0.0f32; co * k])
+    } else {
+        accumulate_range(0..g.batch, Parallelism::Rayon(0))
+    }
+}
+
+/// Zero the gradient where a fused ReLU's output was not positive (its derivative is 0 there).
+pub fn relu_backward_in_place(output: &[f32], grad: &mut [f32]) {
+    grad.par_chunks_mut(1 << 14)
+        .zip(output.par_chunks(1 << 14))
+        .for_each(|(g, o)| {
+            g.iter_mut().zip(o).for_each(|(g, o)| {
+                if *o <= 0.0 {
+                    *g = 0.0
+                }
+            })
+        });
+}
+
+/// Gradient with respect to the bias: the sum of `grad` over batch and positions.
+pub fn conv2d_backward_bias(g: &ConvGeometry, grad: &[f32]) -> Vec<f32> {
+    let (p, co) = (g.cols(), g.channels_out);
+    let mut db = vec![0.0f32; co];
+    for grad_n in grad.chunks_exact(co * p) {
+        for (d, row) in db.iter_mut().zip(grad_n.chunks_exact(p)) {
+            *d += row.iter().sum::<f32>();
+        }
+    }
+    db
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain seven-loop convolution, the reference for the kernels.
+    fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let [oh, ow] = g.out();
+        let mut out = vec![0.0; g.batch * g.channels_out * oh * ow];
+        for n in 0..g.batch {
+            for co in 0..g.channels_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = 0.0;
+                        for c in 0..g.channels_in {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let iy = (oy * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.padding_begin[0] as isize;
+                                    let ix = (ox * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.padding_begin[1] as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy >= g.height as isize
+                                        || ix >= g.width as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.channels_in + c) * g.height + iy as usize)
+                                        * g.width
+                                        + ix as usize;
+                                    let wi = ((co * g.channels_in + c) * g.kernel[0] + i)
+                                        * g.kernel[1]
+                                        + j;
+                                    acc += x[xi] * w[wi];
+                                }
+                            }
+                        }
+                        out[((n * g.channels_out + co) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn geometry() -> ConvGeometry {
+        ConvGeometry {
+            batch: 3,
+            channels_in: 2,
+            height: 7,
+            width: 6,
+            channels_out: 4,
+            kernel: [3, 2],
+            stride: [2, 1],
+            padding_begin: [1, 2],
+            padding_end: [0, 1],
+            dilation: [1, 2],
+        }
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_the_naive_loop() {
+        let g = geometry();
+        let x = values(g.batch * g.image_len(), 1);
+        let w = values(g.channels_out * g.rows(), 2);
+        let fast = conv2d_forward(&g, &x, &w, None, false);
+        let slow = naive_forward(&g, &x, &w);
+        assert_eq!(fast.len(), slow.len());
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    /// ⟨conv(x), g⟩ is bilinear, so its gradients are the adjoints: check
+    /// ⟨conv(dx), g⟩ = ⟨dx, ∇ₓ⟩ and ⟨conv_w(dw), g⟩ = ⟨dw, ∇_w⟩ exactly.
+    #[test]
+    fn backward_passes_are_the_adjoints_of_forward() {
+        let g = geometry();
+        let x = values(g.batch * g.image_len(), 3);
+        let w = values(g.channels_out * g.rows(), 4);
+        let up = values(g.batch * g.channels_out * g.cols(), 5);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let gx = conv2d_backward_input(&g, &w, &up);
+        let gw = conv2d_backward_weight(&g, &x, &up);
+        let lhs_x = dot(&conv2d_forward(&g, &x, &w, None, false), &up);
+        assert!((lhs_x - dot(&x, &gx)).abs() < 1e-3 * lhs_x.abs().max(1.0));
+        assert!((lhs_x - dot(&w, &gw)).abs() < 1e-3 * lhs_x.abs().max(1.0));
+        let gb = conv2d_backward_bias(&g, &up);
+        let total: f32 = up.iter().sum();
+        assert!((gb.iter().sum::<f32>() - total).abs() < 1e-3);
+    }
+}

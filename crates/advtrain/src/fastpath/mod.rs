@@ -1,0 +1,433 @@
+//! Faster convolution and max pooling for the default CPU backend (burn-flex).
+//!
+//! Attack crafting and adversarial training spend most of their time in
+//! convolution and pooling, forward and backward. burn-flex computes convolution
+//! with a direct loop (forward) and a transposed convolution (input gradient), and
+//! pools through a general windowed kernel with indices; this module swaps in
+//! im2col + GEMM convolution ([`kernels`]) and a single-pass pool ([`pool`])
+//! through burn's backend-extension mechanism, with hand-written backward passes
+//! for `Autodiff<Flex>`.
+//!
+//! [`conv2d`] and [`max_pool2d`] are what models call instead of the modules'
+//! `forward`. They take the fast path when the tensor lives on Flex, is `f32` and
+//! the layer has the shape the kernels cover (ungrouped convolution; pooling with
+//! kernel = stride and no padding), and otherwise (CUDA, other dtypes, other
+//! shapes) call burn's own operation, so results never depend on which path ran
+//! beyond float rounding. Set `ADVTRAIN_FAST_CONV=0`, or call
+//! [`set_enabled`]`(false)`, to force burn's path everywhere.
+
+pub mod kernels;
+pub mod pool;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::PaddingConfig2d;
+use burn::prelude::{Device, Tensor};
+use burn::tensor::{DType, TensorData};
+
+use kernels::ConvGeometry;
+
+/// Convolution options the extension carries (plain data, so it can cross the dispatch boundary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub stride: [usize; 2],
+    pub padding_begin: [usize; 2],
+    pub padding_end: [usize; 2],
+    pub dilation: [usize; 2],
+    /// Apply a ReLU to the output (fused into the same pass).
+    pub relu: bool,
+}
+
+/// The custom operations: a convolution with bias and an optional fused ReLU, and
+/// max pooling with non-overlapping `kernel`-sized windows.
+#[backend_extension(Flex, Autodiff)]
+pub trait FastConvBackend: Backend {
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self>;
+    fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
+}
+
+fn geometry(x: &[usize], weight: &[usize], spec: ConvSpec) -> ConvGeometry {
+    ConvGeometry {
+        batch: x[0],
+        channels_in: x[1],
+        height: x[2],
+        width: x[3],
+        channels_out: weight[0],
+        kernel: [weight[2], weight[3]],
+        stride: spec.stride,
+        padding_begin: spec.padding_begin,
+        padding_end: spec.padding_end,
+        dilation: spec.dilation,
+    }
+}
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "fast convolution is f32-only");
+    t.to_contiguous()
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn flex_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    spec: ConvSpec,
+) -> FlexTensor {
+    let (x, weight, bias) = (
+        contiguous_f32(x),
+        contiguous_f32(weight),
+        contiguous_f32(bias),
+    );
+    let g = geometry(&dims(&x), &dims(&weight), spec);
+    let [oh, ow] = g.output_size().expect("checked by conv2d");
+    let out = kernels::conv2d_forward(
+        &g,
+        x.storage::<f32>(),
+        weight.storage::<f32>(),
+        Some(bias.storage::<f32>()),
+        spec.relu,
+    );
+    flex_tensor(out, vec![g.batch, g.channels_out, oh, ow])
+}
+
+fn flex_backward_input(
+    x_shape: &[usize],
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    spec: ConvSpec,
+) -> FlexTensor {
+    let (weight, grad) = (contiguous_f32(weight), contiguous_f32(grad));
+    let g = geometry(x_shape, &dims(&weight), spec);
+    let dx = kernels::conv2d_backward_input(&g, weight.storage::<f32>(), grad.storage::<f32>());
+    flex_tensor(dx, x_shape.to_vec())
+}
+
+fn flex_backward_weight(
+    x: &FlexTensor,
+    weight_shape: &[usize],
+    grad: &FlexTensor,
+    spec: ConvSpec,
+) -> FlexTensor {
+    let (x, grad) = (contiguous_f32(x), contiguous_f32(grad));
+    let g = geometry(&dims(&x), weight_shape, spec);
+    let dw = kernels::conv2d_backward_weight(&g, x.storage::<f32>(), grad.storage::<f32>());
+    flex_tensor(dw, weight_shape.to_vec())
+}
+
+fn flex_pool_forward(x: &FlexTensor, kernel: [usize; 2]) -> FlexTensor {
+    let x = contiguous_f32(x);
+    let [n, c, h, w] = <[usize; 4]>::try_from(dims(&x)).expect("4-D input");
+    let [oh, ow] = pool::pooled(h, w, kernel);
+    let out = pool::max_pool2d_forward(x.storage::<f32>(), n * c, h, w, kernel);
+    flex_tensor(out, vec![n, c, oh, ow])
+}
+
+fn flex_pool_backward(x: &FlexTensor, grad: &FlexTensor, kernel: [usize; 2]) -> FlexTensor {
+    let (x, grad) = (contiguous_f32(x), contiguous_f32(grad));
+    let shape = dims(&x);
+    let [n, c, h, w] = <[usize; 4]>::try_from(shape.clone()).expect("4-D input");
+    let dx = pool::max_pool2d_backward(
+        x.storage::<f32>(),
+        grad.storage::<f32>(),
+        n * c,
+        h,
+        w,
+        kernel,
+    );
+    flex_tensor(dx, shape)
+}
+
+impl FastConvBackend for Flex {
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FlexTensor {
+        flex_forward(&x, &weight, &bias, spec)
+    }
+
+    fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FlexTensor {
+        flex_pool_forward(&x, kernel)
+    }
+}
+
+/// Backward step of the fast max pool: recompute each window's argmax from the input.
+#[derive(Debug)]
+struct FastPoolBackward;
+
+impl Backward<Flex, 1> for FastPoolBackward {
+    type State = (NodeId, [usize; 2]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, kernel) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_pool_backward(&x, &grad, kernel));
+        }
+    }
+}
+
+/// Backward step of the fast convolution: input, weight and bias gradients, each
+/// only when its parent is tracked (attacks track only the input). With a fused
+/// ReLU the saved output masks the incoming gradient first.
+#[derive(Debug)]
+struct FastConvBackward;
+
+impl Backward<Flex, 3> for FastConvBackward {
+    type State = (NodeId, NodeId, ConvSpec, Option<FlexTensor>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, spec, output) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
+        let grad = match output {
+            Some(output) => {
+                let (output, mut grad) = (contiguous_f32(&output), contiguous_f32(&grad));
+                let shape = dims(&grad);
+                let mut values = grad.storage_mut::<f32>().to_vec();
+                kernels::relu_backward_in_place(output.storage::<f32>(), &mut values);
+                flex_tensor(values, shape)
+            }
+            None => grad,
+        };
+        if let Some(node) = node_x {
+            let dx = flex_backward_input(&dims(&x), &weight, &grad, spec);
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            let dw = flex_backward_weight(&x, &dims(&weight), &grad, spec);
+            grads.register::<Flex>(node.id, dw);
+        }
+        if let Some(node) = node_bias {
+            let grad = contiguous_f32(&grad);
+            let g = geometry(&dims(&x), &dims(&weight), spec);
+            let db = kernels::conv2d_backward_bias(&g, grad.storage::<f32>());
+            grads.register::<Flex>(node.id, flex_tensor(db, vec![g.channels_out]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        match FastConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = flex_forward(x.primitive(), weight.primitive(), bias.primitive(), spec);
+                let saved = spec.relu.then(|| out.clone());
+                prep.finish((x_state, weight_state, spec, saved), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_forward(
+                x.primitive(),
+                weight.primitive(),
+                bias.primitive(),
+                spec,
+            )),
+        }
+    }
+
+    fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
+        match FastPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let out = flex_pool_forward(x.primitive(), kernel);
+                prep.finish((x_state, kernel), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_pool_forward(x.primitive(), kernel)),
+        }
+    }
+}
+
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
+
+/// Turn the fast path on or off for the whole process (tests compare both).
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(if enabled { ON } else { OFF }, Ordering::SeqCst);
+}
+
+/// Whether the fast path is on: [`set_enabled`], else `ADVTRAIN_FAST_CONV` (`0` turns it off).
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::SeqCst) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let on = std::env::var("ADVTRAIN_FAST_CONV").map_or(true, |v| v.trim() != "0");
+            // A racing set_enabled wins; otherwise remember the environment's answer.
+            let _ = ENABLED.compare_exchange(
+                UNSET,
+                if on { ON } else { OFF },
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            on
+        }
+    }
+}
+
+/// Whether `device` runs on burn-flex (with or without autodiff).
+fn is_flex(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
+/// (begin, end) padding of each spatial dimension, as `Conv2d::forward` computes it
+/// (burn keeps its own helper private).
+fn padding_pairs(
+    padding: &PaddingConfig2d,
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> ((usize, usize), (usize, usize)) {
+    let same = |d: usize| {
+        let size_out = size[d].div_ceil(stride[d]);
+        let total = if size_out > 0 {
+            ((size_out - 1) * stride[d] + kernel[d]).saturating_sub(size[d])
+        } else {
+            0
+        };
+        (total / 2, total - total / 2)
+    };
+    match padding {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Same => (same(0), same(1)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
+    }
+}
+
+/// `Conv2d::forward`, on the fast path where it applies.
+pub fn conv2d(module: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv2d_fused(module, x, false)
+}
+
+/// `relu(Conv2d::forward(x))`, fused into one pass on the fast path.
+pub fn conv2d_relu(module: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv2d_fused(module, x, true)
+}
+
+fn conv2d_fused(module: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let [_, channels_in, height, width] = x.dims();
+    let weight = module.weight.val();
+    let [channels_out, weight_in, _, _] = weight.dims();
+    let ((top, bottom), (left, right)) = padding_pairs(
+        &module.padding,
+        [height, width],
+        module.kernel_size,
+        module.stride,
+    );
+    let spec = ConvSpec {
+        stride: module.stride,
+        padding_begin: [top, left],
+        padding_end: [bottom, right],
+        dilation: module.dilation,
+        relu,
+    };
+    let fits = geometry(&x.dims(), &weight.dims(), spec)
+        .output_size()
+        .is_some();
+    let usable = enabled()
+        && module.groups == 1
+        && weight_in == channels_in
+        && fits
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && is_flex(&x.device());
+    if !usable {
+        let out = module.forward(x);
+        return if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        };
+    }
+    let bias = match &module.bias {
+        Some(bias) => bias.val(),
+        // An untracked zero bias: its gradient is never computed.
+        None => Tensor::zeros([channels_out], &x.device()),
+    };
+    Tensor::<4>::from_dispatch(<Dispatch as FastConvBackend>::fast_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+    ))
+}
+
+/// `MaxPool2d::forward`, on the fast path where it applies (kernel = stride,
+/// no padding, no dilation).
+pub fn max_pool2d(module: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, height, width] = x.dims();
+    let kernel = module.kernel_size;
+    let no_padding = matches!(
+        module.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    let exact = !module.ceil_mode || (height % kernel[0] == 0 && width % kernel[1] == 0);
+    let usable = enabled()
+        && module.stride == kernel
+        && module.dilation == [1, 1]
+        && no_padding
+        && exact
+        && height >= kernel[0]
+        && width >= kernel[1]
+        && x.dtype() == DType::F32
+        && is_flex(&x.device());
+    if !usable {
+        return module.forward(x);
+    }
+    Tensor::<4>::from_dispatch(<Dispatch as FastConvBackend>::fast_max_pool2d(
+        x.into_dispatch(),
+        kernel,
+    ))
+}
