@@ -109,10 +109,14 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
                     let out_row = &mut dst[oy * ow..(oy + 1) * ow];
                     out_row[..x_lo].fill(0.0);
                     out_row[x_hi..].fill(0.0);
+                    if x_hi <= x_lo {
+                        // this kernel column only ever sees padding on this row
+                        continue;
+                    }
                     if g.stride[1] == 1 {
                         let start = (x_lo as isize + x_off) as usize;
                         out_row[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
-                    } else if x_hi > x_lo {
+                    } else {
                         let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
                         let taps = src[start..].iter().step_by(g.stride[1]);
                         for (v, s) in out_row[x_lo..x_hi].iter_mut().zip(taps) {
@@ -144,6 +148,9 @@ fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
                     let iy = oy * g.stride[0] + i * g.dilation[0] - g.padding_begin[0];
                     let dst = &mut plane[iy * w..(iy + 1) * w];
                     let in_row = &src[oy * ow..(oy + 1) * ow];
+                    if x_hi <= x_lo {
+                        continue;
+                    }
                     if g.stride[1] == 1 {
                         let start = (x_lo as isize + x_off) as usize;
                         for (d, s) in dst[start..start + (x_hi - x_lo)]
@@ -152,7 +159,7 @@ fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
                         {
                             *d += *s;
                         }
-                    } else if x_hi > x_lo {
+                    } else {
                         let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
                         let taps = dst[start..].iter_mut().step_by(g.stride[1]);
                         for (d, v) in taps.zip(&in_row[x_lo..x_hi]) {
@@ -389,6 +396,29 @@ mod tests {
         out
     }
 
+    /// A kernel wider than the input with padding only on the right: some kernel
+    /// columns see nothing but padding (an empty valid range past the image).
+    fn padding_only_columns() -> ConvGeometry {
+        ConvGeometry {
+            batch: 2,
+            channels_in: 2,
+            height: 3,
+            width: 2,
+            channels_out: 3,
+            kernel: [2, 4],
+            stride: [1, 1],
+            padding_begin: [0, 0],
+            padding_end: [1, 2],
+            dilation: [1, 1],
+        }
+    }
+
+    fn geometries() -> [ConvGeometry; 3] {
+        let mut strided = padding_only_columns();
+        strided.stride = [1, 2];
+        [geometry(), padding_only_columns(), strided]
+    }
+
     fn geometry() -> ConvGeometry {
         ConvGeometry {
             batch: 3,
@@ -412,7 +442,13 @@ mod tests {
 
     #[test]
     fn forward_matches_the_naive_loop() {
-        let g = geometry();
+        for g in geometries() {
+            forward_matches(&g);
+        }
+    }
+
+    fn forward_matches(g: &ConvGeometry) {
+        let g = *g;
         let x = values(g.batch * g.image_len(), 1);
         let w = values(g.channels_out * g.rows(), 2);
         let fast = conv2d_forward(&g, &x, &w, None, false);
@@ -427,7 +463,13 @@ mod tests {
     /// ⟨conv(dx), g⟩ = ⟨dx, ∇ₓ⟩ and ⟨conv_w(dw), g⟩ = ⟨dw, ∇_w⟩ exactly.
     #[test]
     fn backward_passes_are_the_adjoints_of_forward() {
-        let g = geometry();
+        for g in geometries() {
+            adjoints(&g);
+        }
+    }
+
+    fn adjoints(g: &ConvGeometry) {
+        let g = *g;
         let x = values(g.batch * g.image_len(), 3);
         let w = values(g.channels_out * g.rows(), 4);
         let up = values(g.batch * g.channels_out * g.cols(), 5);
