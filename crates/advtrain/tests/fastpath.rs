@@ -157,6 +157,7 @@ proptest! {
 
     #[test]
     fn fast_convolution_equals_burns(case in cases(), seed in 0u64..1000) {
+        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let fast = conv_run(&case, true, seed);
         let slow = conv_run(&case, false, seed);
         for (what, (f, s)) in ["output", "grad x", "grad weight", "grad bias"]
@@ -176,6 +177,7 @@ proptest! {
         seed in 0u64..1000,
     ) {
         prop_assume!(kernel[0] <= size[0] && kernel[1] <= size[1]);
+        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let run = |fast: bool| {
             let device = Device::flex().autodiff();
             let mut rng = advtrain::rng::seeded(seed);
@@ -195,7 +197,8 @@ proptest! {
     }
 }
 
-/// Toggling the fast path is process-wide: serialise the tests that do.
+/// Toggling the fast path is process-wide: the tests that toggle it hold this, and so do
+/// the comparisons above, so their "fast" side never runs while another test has it off.
 static TOGGLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn with_fast_path<T>(on: bool, f: impl FnOnce() -> T) -> T {

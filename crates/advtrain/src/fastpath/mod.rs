@@ -219,9 +219,10 @@ impl Backward<Flex, 3> for FastConvBackward {
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
         let grad = match output {
             Some(output) => {
-                let (output, mut grad) = (contiguous_f32(&output), contiguous_f32(&grad));
+                let (output, grad) = (contiguous_f32(&output), contiguous_f32(&grad));
                 let shape = dims(&grad);
-                let mut values = grad.storage_mut::<f32>().to_vec();
+                // One copy: `grad` may be shared, so it is not masked in place.
+                let mut values = grad.storage::<f32>().to_vec();
                 kernels::relu_backward_in_place(output.storage::<f32>(), &mut values);
                 flex_tensor(values, shape)
             }
