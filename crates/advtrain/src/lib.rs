@@ -34,6 +34,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod text;
 pub mod threat;
 pub mod train;
 
