@@ -155,7 +155,7 @@ impl CharMean {
             .unwrap_or(self.alphabet.len()) as u32
     }
 
-    /// Mean embedding and class probabilities; `None` for a text with no tokens.
+    /// Token count and class probabilities (a text with no tokens has a zero mean).
     fn forward(&self, text: &str) -> (usize, [f32; 2]) {
         let chars: Vec<char> = text.chars().collect();
         let toks = self.tokens(&chars);
