@@ -1,1 +1,573 @@
-//! (in progress)
+//! Character edits an attacker may make, the distance that budgets them, and highlighting of
+//! what changed.
+//!
+//! Every edit [`propose`] makes is exactly one step of optimal-string-alignment (restricted
+//! Damerau–Levenshtein) distance: one adjacent transposition, deletion, insertion or
+//! substitution. OSA is not a metric (editing inside a transposed pair can cost more than the
+//! sum), so attacks keep their edits apart: at most one edit per word (DeepWordBug) or
+//! substitutions at distinct positions (HotFlip); then the distance is at most the number of
+//! edits.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::canon::{is_invisible, Canonicalizer};
+use crate::rng::AdvRng;
+
+/// The kinds of character edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EditKind {
+    /// Transpose two adjacent, different characters.
+    Swap,
+    /// Delete one character.
+    Delete,
+    /// Insert one random letter.
+    Insert,
+    /// Replace one character by a random letter (or digit, for a digit).
+    Substitute,
+    /// Replace an ASCII character by a non-ASCII look-alike (Cyrillic `а` for `a`).
+    Homoglyph,
+    /// Replace a letter by a look-alike digit (`e` → `3`).
+    Leet,
+    /// Insert an invisible character.
+    ZeroWidth,
+    /// A gradient-chosen substitution (HotFlip).
+    Flip,
+}
+
+/// The edit kinds of DeepWordBug (everything but the white-box [`EditKind::Flip`]).
+pub const DEEPWORDBUG_KINDS: [EditKind; 7] = [
+    EditKind::Swap,
+    EditKind::Delete,
+    EditKind::Insert,
+    EditKind::Substitute,
+    EditKind::Homoglyph,
+    EditKind::Leet,
+    EditKind::ZeroWidth,
+];
+
+const ALL_KINDS: [EditKind; 8] = [
+    EditKind::Swap,
+    EditKind::Delete,
+    EditKind::Insert,
+    EditKind::Substitute,
+    EditKind::Homoglyph,
+    EditKind::Leet,
+    EditKind::ZeroWidth,
+    EditKind::Flip,
+];
+
+impl EditKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EditKind::Swap => "swap",
+            EditKind::Delete => "delete",
+            EditKind::Insert => "insert",
+            EditKind::Substitute => "substitute",
+            EditKind::Homoglyph => "homoglyph",
+            EditKind::Leet => "leet",
+            EditKind::ZeroWidth => "zero-width",
+            EditKind::Flip => "flip",
+        }
+    }
+}
+
+impl fmt::Display for EditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EditKind {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        ALL_KINDS
+            .into_iter()
+            .find(|k| k.as_str() == s || (s == "zerowidth" && *k == EditKind::ZeroWidth))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL_KINDS.iter().map(|k| k.as_str()).collect();
+                crate::Error::config(format!(
+                    "unknown edit kind {s:?} (expected one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// One applied edit. `before` was replaced by `after` at char index `position` of the text as
+/// it was when the edit was applied (a swap has `before = "ab"`, `after = "ba"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    pub kind: EditKind,
+    pub position: usize,
+    pub before: String,
+    pub after: String,
+}
+
+/// Invisible characters a [`EditKind::ZeroWidth`] edit inserts: zero-width space, non-joiner,
+/// joiner, word joiner, BOM (zero-width no-break space).
+pub const ZERO_WIDTH: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'];
+
+/// Non-ASCII look-alikes `h` of `c`, i.e. those with `Canonicalizer::all().apply(h) == c`
+/// (Cyrillic, Greek, fullwidth, mathematical alphanumerics, ...). Empty for non-ASCII `c`.
+/// Built once from the confusables and NFKC data, so the defence undoes exactly these.
+pub fn homoglyphs(c: char) -> &'static [char] {
+    static TABLE: OnceLock<Vec<Vec<char>>> = OnceLock::new();
+    if !c.is_ascii() {
+        return &[];
+    }
+    let table = TABLE.get_or_init(build_homoglyphs);
+    &table[c as usize]
+}
+
+fn build_homoglyphs() -> Vec<Vec<char>> {
+    let canon = Canonicalizer::all();
+    let mut table = vec![Vec::new(); 128];
+    // Planes 0 and 1 hold every character that folds to one ASCII character.
+    for h in (0x80u32..0x2_0000).filter_map(char::from_u32) {
+        if is_invisible(h)
+            || h.is_whitespace()
+            || h.is_control()
+            || unicode_normalization::char::is_combining_mark(h)
+        {
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        let folded = canon.apply(h.encode_utf8(&mut buf));
+        let mut it = folded.chars();
+        if let (Some(c), None) = (it.next(), it.next()) {
+            if c.is_ascii_graphic() {
+                table[c as usize].push(h);
+            }
+        }
+    }
+    table
+}
+
+/// A look-alike digit for a letter (`a`→4, `e`→3, `i`→1, `o`→0, `s`→5, `t`→7, ...).
+pub fn leet(c: char) -> Option<char> {
+    Some(match c.to_ascii_lowercase() {
+        'a' => '4',
+        'b' => '8',
+        'e' => '3',
+        'g' => '9',
+        'i' => '1',
+        'l' => '1',
+        'o' => '0',
+        's' => '5',
+        't' => '7',
+        'z' => '2',
+        _ => return None,
+    })
+}
+
+/// Spans (char indices) of maximal runs of alphanumeric characters.
+pub fn words(chars: &[char]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in chars.iter().enumerate() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..chars.len());
+    }
+    out
+}
+
+fn random_letter_like(c: char, rng: &mut AdvRng) -> char {
+    let (base, n) = if c.is_ascii_uppercase() {
+        (b'A', 26)
+    } else if c.is_ascii_digit() {
+        (b'0', 10)
+    } else {
+        (b'a', 26)
+    };
+    loop {
+        let r = (base + rng.random_range(0..n)) as char;
+        if r != c {
+            return r;
+        }
+    }
+}
+
+fn pick<T: Copy>(items: &[T], rng: &mut AdvRng) -> Option<T> {
+    (!items.is_empty()).then(|| items[rng.random_range(0..items.len())])
+}
+
+/// One random edit of `kind` inside `word` (a span of `chars`): the edited text and the edit.
+/// `None` if the kind does not apply there (no swappable pair, no look-alike, empty span).
+/// Insertions may go at either end of the word, so they stay within its span.
+pub fn propose(
+    kind: EditKind,
+    chars: &[char],
+    word: Range<usize>,
+    rng: &mut AdvRng,
+) -> Option<(Vec<char>, Edit)> {
+    let word = word.start.min(chars.len())..word.end.min(chars.len());
+    if word.is_empty() {
+        return None;
+    }
+    let mut out = chars.to_vec();
+    let edit = |position: usize, before: String, after: String| Edit {
+        kind,
+        position,
+        before,
+        after,
+    };
+    let e = match kind {
+        EditKind::Swap => {
+            let ps: Vec<usize> = (word.start..word.end - 1)
+                .filter(|&p| chars[p] != chars[p + 1])
+                .collect();
+            let p = pick(&ps, rng)?;
+            out.swap(p, p + 1);
+            edit(
+                p,
+                [chars[p], chars[p + 1]].iter().collect(),
+                [chars[p + 1], chars[p]].iter().collect(),
+            )
+        }
+        EditKind::Delete => {
+            let p = rng.random_range(word.clone());
+            out.remove(p);
+            edit(p, chars[p].to_string(), String::new())
+        }
+        EditKind::Insert => {
+            let p = rng.random_range(word.start..=word.end);
+            let c = (b'a' + rng.random_range(0..26u8)) as char;
+            out.insert(p, c);
+            edit(p, String::new(), c.to_string())
+        }
+        EditKind::Substitute | EditKind::Flip => {
+            let p = rng.random_range(word.clone());
+            let c = random_letter_like(chars[p], rng);
+            out[p] = c;
+            edit(p, chars[p].to_string(), c.to_string())
+        }
+        EditKind::Homoglyph => {
+            let ps: Vec<usize> = word
+                .clone()
+                .filter(|&p| !homoglyphs(chars[p]).is_empty())
+                .collect();
+            let p = pick(&ps, rng)?;
+            let h = pick(homoglyphs(chars[p]), rng)?;
+            out[p] = h;
+            edit(p, chars[p].to_string(), h.to_string())
+        }
+        EditKind::Leet => {
+            let ps: Vec<usize> = word
+                .clone()
+                .filter(|&p| leet(chars[p]).is_some_and(|l| l != chars[p]))
+                .collect();
+            let p = pick(&ps, rng)?;
+            let l = leet(chars[p])?;
+            out[p] = l;
+            edit(p, chars[p].to_string(), l.to_string())
+        }
+        EditKind::ZeroWidth => {
+            // Inside the word when it has an inside, so the split is unseen.
+            let p = if word.len() >= 2 {
+                rng.random_range(word.start + 1..word.end)
+            } else {
+                rng.random_range(word.start..=word.end)
+            };
+            let z = pick(&ZERO_WIDTH, rng)?;
+            out.insert(p, z);
+            edit(p, String::new(), z.to_string())
+        }
+    };
+    Some((out, e))
+}
+
+/// Optimal-string-alignment distance between `a` and `b`, in chars.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let (a, b) = trim_common(&a, &b);
+    osa_rows(a, b)
+}
+
+/// Strip the common prefix and suffix (they never change the OSA distance).
+fn trim_common<'a>(a: &'a [char], b: &'a [char]) -> (&'a [char], &'a [char]) {
+    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[pre..], &b[pre..]);
+    let suf = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (&a[..a.len() - suf], &b[..b.len() - suf])
+}
+
+fn osa_rows(a: &[char], b: &[char]) -> usize {
+    if a.is_empty() || b.is_empty() {
+        return a.len() + b.len();
+    }
+    let m = b.len();
+    let mut prev2 = vec![0usize; m + 1];
+    let mut prev: Vec<usize> = (0..=m).collect();
+    let mut cur = vec![0usize; m + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(prev2[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[m]
+}
+
+/// Which chars of `b` are not plainly matched to a char of `a` in an optimal OSA alignment
+/// (inserted, substituted or transposed).
+fn changed_chars(a: &[char], b: &[char]) -> Vec<bool> {
+    let (n, m) = (a.len(), b.len());
+    let w = m + 1;
+    let mut d = vec![0usize; (n + 1) * w];
+    for i in 0..=n {
+        d[i * w] = i;
+    }
+    for (j, v) in d.iter_mut().enumerate().take(w) {
+        *v = j;
+    }
+    for i in 1..=n {
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    let mut changed = vec![false; m];
+    let (mut i, mut j) = (n, m);
+    while i > 0 || j > 0 {
+        let here = d[i * w + j];
+        if i > 0 && j > 0 && a[i - 1] == b[j - 1] && here == d[(i - 1) * w + j - 1] {
+            i -= 1;
+            j -= 1;
+        } else if i > 0 && j > 0 && here == d[(i - 1) * w + j - 1] + 1 {
+            changed[j - 1] = true;
+            i -= 1;
+            j -= 1;
+        } else if j > 0 && here == d[i * w + j - 1] + 1 {
+            changed[j - 1] = true;
+            j -= 1;
+        } else if i > 0 && here == d[(i - 1) * w + j] + 1 {
+            i -= 1;
+        } else {
+            // Transposition.
+            changed[j - 1] = true;
+            changed[j - 2] = true;
+            i -= 2;
+            j -= 2;
+        }
+    }
+    changed
+}
+
+/// A run of the adversarial text, changed or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub text: String,
+    pub changed: bool,
+}
+
+/// The adversarial text cut into runs of chars that an optimal alignment with `original`
+/// marks as inserted, substituted or transposed (`changed`) and runs it keeps. Deletions leave
+/// no char to mark.
+pub fn highlight(original: &str, adversarial: &str) -> Vec<Segment> {
+    let a: Vec<char> = original.chars().collect();
+    let b: Vec<char> = adversarial.chars().collect();
+    let pre = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (ta, tb) = trim_common(&a, &b);
+    let mut flags = vec![false; b.len()];
+    for (k, f) in changed_chars(ta, tb).into_iter().enumerate() {
+        flags[pre + k] = f;
+    }
+    let mut out: Vec<Segment> = Vec::new();
+    for (c, f) in b.into_iter().zip(flags) {
+        match out.last_mut() {
+            Some(s) if s.changed == f => s.text.push(c),
+            _ => out.push(Segment {
+                text: c.to_string(),
+                changed: f,
+            }),
+        }
+    }
+    out
+}
+
+fn invisible_name(c: char) -> String {
+    match c {
+        '\u{200B}' => "ZWSP".into(),
+        '\u{200C}' => "ZWNJ".into(),
+        '\u{200D}' => "ZWJ".into(),
+        '\u{2060}' => "WJ".into(),
+        '\u{FEFF}' => "BOM".into(),
+        '\u{00AD}' => "SHY".into(),
+        _ => format!("U+{:04X}", c as u32),
+    }
+}
+
+fn push_html_escaped(out: &mut String, c: char) {
+    match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '"' => out.push_str("&quot;"),
+        '\'' => out.push_str("&#39;"),
+        _ => out.push(c),
+    }
+}
+
+/// [`highlight`] as HTML: escaped text, changed runs in `<mark>`, and invisible characters
+/// spelled out (`<mark title="U+200B">⟨ZWSP⟩</mark>`) so a reader sees them.
+pub fn highlight_html(original: &str, adversarial: &str) -> String {
+    let mut out = String::new();
+    for seg in highlight(original, adversarial) {
+        let tag = if seg.changed { "mark" } else { "span" };
+        let mut open = false;
+        for c in seg.text.chars() {
+            if is_invisible(c) {
+                if open {
+                    out.push_str("</mark>");
+                    open = false;
+                }
+                out.push_str(&format!(
+                    "<{tag} title=\"U+{:04X}\">\u{27E8}{}\u{27E9}</{tag}>",
+                    c as u32,
+                    invisible_name(c)
+                ));
+            } else {
+                if seg.changed && !open {
+                    out.push_str("<mark>");
+                    open = true;
+                }
+                push_html_escaped(&mut out, c);
+            }
+        }
+        if open {
+            out.push_str("</mark>");
+        }
+    }
+    out
+}
+
+/// [`highlight`] for a terminal or log: changed runs in `[brackets]`, invisible characters as
+/// `<U+200B>`.
+pub fn highlight_terminal(original: &str, adversarial: &str) -> String {
+    let mut out = String::new();
+    for seg in highlight(original, adversarial) {
+        if seg.changed {
+            out.push('[');
+        }
+        for c in seg.text.chars() {
+            if is_invisible(c) {
+                out.push_str(&format!("<U+{:04X}>", c as u32));
+            } else {
+                out.push(c);
+            }
+        }
+        if seg.changed {
+            out.push(']');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn osa_full(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        osa_rows(&a, &b)
+    }
+
+    #[test]
+    fn osa_known_values() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("ca", "abc"), 3); // OSA, not full Damerau (2)
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("f\u{0430}", "fa"), 1);
+    }
+
+    #[test]
+    fn trimming_matches_untrimmed() {
+        let alphabet = ['a', 'b', 'c'];
+        let mut rng = crate::rng::seeded(3);
+        for _ in 0..2000 {
+            let mut s = || -> String {
+                let n = rng.random_range(0..7);
+                (0..n).map(|_| alphabet[rng.random_range(0..3)]).collect()
+            };
+            let (a, b) = (s(), s());
+            assert_eq!(edit_distance(&a, &b), osa_full(&a, &b), "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn kinds_parse_back() {
+        for k in ALL_KINDS {
+            assert_eq!(k.as_str().parse::<EditKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+        assert!("typo".parse::<EditKind>().is_err());
+    }
+
+    #[test]
+    fn homoglyph_table_is_sane() {
+        let a = homoglyphs('a');
+        assert!(a.contains(&'\u{0430}'), "Cyrillic a");
+        assert!(a.contains(&'\u{FF41}'), "fullwidth a");
+        for c in (0u8..128).map(char::from) {
+            for &h in homoglyphs(c) {
+                assert!(!h.is_ascii());
+                assert_eq!(Canonicalizer::all().apply(&h.to_string()), c.to_string());
+            }
+        }
+        assert!(homoglyphs('\u{0430}').is_empty());
+        assert!(!homoglyphs('m').contains(&'r'));
+    }
+
+    #[test]
+    fn words_and_highlight() {
+        let chars: Vec<char> = "  hi, there!x".chars().collect();
+        assert_eq!(words(&chars), vec![2..4, 6..11, 12..13]);
+        assert!(words(&[]).is_empty());
+        assert_eq!(highlight_terminal("free", "fr\u{200B}33"), "fr[<U+200B>33]");
+        assert_eq!(
+            highlight_html("a<b", "a<\u{200B}b"),
+            "a&lt;<mark title=\"U+200B\">\u{27E8}ZWSP\u{27E9}</mark>b"
+        );
+    }
+}

@@ -1,1 +1,44 @@
-//! (in progress)
+//! Attacks on text classifiers: DeepWordBug (black-box, queries only) and HotFlip
+//! (white-box, token gradients). Both keep `edit_distance(original, adversarial) <= budget`.
+
+pub mod deepwordbug;
+pub mod hotflip;
+
+pub use deepwordbug::DeepWordBug;
+pub use hotflip::HotFlip;
+
+use serde::{Deserialize, Serialize};
+
+use super::edits::Edit;
+
+/// The outcome of attacking one text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextAttackResult {
+    /// The text the edits apply to (for HotFlip, the model's canonical form of the input).
+    pub original: String,
+    pub adversarial: String,
+    pub label: usize,
+    pub clean_prediction: usize,
+    pub adversarial_prediction: usize,
+    /// The edits in the order applied; positions refer to the text at that time.
+    pub edits: Vec<Edit>,
+    /// Texts this attack sent to `probabilities` for this example (gradient calls excluded).
+    pub queries: usize,
+}
+
+impl TextAttackResult {
+    /// The attack flipped a correct prediction.
+    pub fn success(&self) -> bool {
+        self.clean_prediction == self.label && self.adversarial_prediction != self.label
+    }
+
+    /// The model is still right on the adversarial text.
+    pub fn robust(&self) -> bool {
+        self.adversarial_prediction == self.label
+    }
+}
+
+/// Probability of `label` (0 for a label the model does not have, so it never panics).
+pub(crate) fn true_prob(probs: &[f32], label: usize) -> f32 {
+    probs.get(label).copied().unwrap_or(0.0)
+}
