@@ -58,6 +58,9 @@ fn to_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 pub fn run(args: AttackArgs) -> Result<()> {
+    if advtrain::text::run::is_text_run(&args.run) {
+        return crate::cmd_text::attack(args);
+    }
     let device = args.common.setup()?;
     let loaded = common::load_run(&args.run, &device)?;
     let threat = args.spec.threat(&loaded)?;

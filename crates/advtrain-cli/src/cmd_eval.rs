@@ -51,6 +51,10 @@ pub struct AttackSpec {
     /// APGD-T: number of target classes.
     #[arg(long, default_value_t = 9)]
     pub targets: usize,
+    /// Text runs: edits per text (default 5). Text attacks: deepwordbug (the default for
+    /// text runs), hotflip, or none (clean accuracy only).
+    #[arg(long)]
+    pub budget: Option<usize>,
 }
 
 impl AttackSpec {
@@ -189,6 +193,9 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if advtrain::text::run::is_text_run(&args.run) {
+        return crate::cmd_text::eval(args);
+    }
     let device = args.common.setup()?;
     let loaded = common::load_run(&args.run, &device)?;
     let threat = args.spec.threat(&loaded)?;

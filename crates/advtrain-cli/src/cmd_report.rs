@@ -25,6 +25,9 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
+    if crate::cmd_text::all_text_runs(&args.runs)? {
+        return crate::cmd_text::report(&args.runs, args.out.as_deref());
+    }
     let device = args.common.setup()?;
     let device = (!args.no_examples).then_some(&device);
     let path = advtrain::report::write_report(&args.runs, args.out.as_deref(), device)?;

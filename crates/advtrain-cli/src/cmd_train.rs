@@ -136,6 +136,27 @@ pub struct TrainSettings {
     /// Restarts of that PGD (default 1).
     #[arg(long)]
     pub final_restarts: Option<usize>,
+    /// image (default) or text; implied by the text data sets spam-assassin and
+    /// prompt-injection. With text, --data may be a CSV/JSONL file of text,label rows.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Text: attack used by --method adversarial: deepwordbug (default) or hotflip.
+    #[arg(long)]
+    pub attack: Option<String>,
+    /// Text: edits per text allowed to the training and evaluation attacks (default 5).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Text: share of the training set attacked afresh each adversarial epoch (default 0.5).
+    #[arg(long)]
+    pub adv_fraction: Option<f64>,
+    /// Text: put input canonicalisation (NFKC, confusable mapping, invisible-character
+    /// stripping) in front of the model, in training and at test time.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub canonicalize: Option<bool>,
+    /// Text: attacks run on the test set after training, comma-separated (default
+    /// deepwordbug; "none" to skip).
+    #[arg(long)]
+    pub eval_attacks: Option<String>,
 }
 
 macro_rules! merge {
@@ -145,7 +166,7 @@ macro_rules! merge {
 }
 
 impl TrainSettings {
-    fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
+    pub(crate) fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
         merge!(
             self,
             file,
@@ -185,7 +206,13 @@ impl TrainSettings {
             limit,
             seed,
             final_steps,
-            final_restarts
+            final_restarts,
+            task,
+            attack,
+            budget,
+            adv_fraction,
+            canonicalize,
+            eval_attacks
         )
     }
 }
@@ -373,6 +400,9 @@ impl EpochObserver<ZooModel> for RunWriter<'_> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if crate::cmd_text::is_text_training(&args)? {
+        return crate::cmd_text::train(args);
+    }
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
     let (config, out, resume) = match &args.resume {
@@ -642,7 +672,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// Creates the run directory; refuses to overwrite a finished run unless `--force`.
-fn prepare_run_dir(out: &Path, force: bool) -> Result<()> {
+pub(crate) fn prepare_run_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         let has_run = out.join(files::CONFIG).exists() || out.join(files::MODEL).exists();
         if has_run && !force {

@@ -7,6 +7,7 @@ mod cmd_attack;
 mod cmd_bench;
 mod cmd_eval;
 mod cmd_report;
+mod cmd_text;
 mod cmd_train;
 mod common;
 mod progress;

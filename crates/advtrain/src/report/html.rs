@@ -54,7 +54,7 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body { font-family: sans-serif; margin: 24px auto; max-width: 1240px; color: #222; background: #fff; }
 h1 { margin-bottom: 4px; }
 h2 { border-bottom: 2px solid #ccc; padding-bottom: 4px; margin-top: 36px; }

@@ -16,6 +16,8 @@ pub mod edits;
 pub mod encode;
 pub mod eval;
 pub mod model;
+pub mod report;
+pub mod run;
 pub mod train;
 
 use serde::{Deserialize, Serialize};

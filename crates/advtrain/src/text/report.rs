@@ -1,0 +1,262 @@
+//! The report for text runs: accuracy under each attack, attack success rate and mean edits for
+//! every run side by side (so "before" and "after" adversarial training read off one table),
+//! training history, and example evasions with the edits highlighted.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::edits::highlight_html;
+use super::run::{TextRun, TextRunConfig};
+use crate::report::{escape, STYLE};
+use crate::Result;
+
+/// Examples of successful evasions shown per run and attack.
+const EXAMPLES_SHOWN: usize = 4;
+/// Characters of an example shown around its first edit.
+const EXAMPLE_CHARS: usize = 360;
+
+struct Loaded {
+    name: String,
+    run: TextRun,
+    config: TextRunConfig,
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", 100.0 * v)
+}
+
+/// A one-line description of how a run was trained.
+fn training_label(config: &TextRunConfig) -> String {
+    use super::train::TextMethod;
+    let t = &config.train;
+    let mut s = format!("{} · {}", t.model.kind, t.method.name());
+    match &t.method {
+        TextMethod::Standard => {}
+        TextMethod::Adversarial {
+            attack,
+            lambda,
+            fraction,
+            ..
+        } => {
+            let _ = write!(
+                s,
+                " ({} budget {}, λ={lambda}, {:.0}% of texts per epoch)",
+                attack.name(),
+                attack.budget(),
+                100.0 * fraction
+            );
+        }
+        TextMethod::EmbeddingAt { eps, steps, lambda } => {
+            let _ = write!(s, " (ε={eps} relative, {steps} steps, λ={lambda})");
+        }
+    }
+    if !t.canonicalizer.is_identity() {
+        s.push_str(" + canonicalisation");
+    }
+    s
+}
+
+/// Renders the report for text runs and writes it to `out`.
+pub fn write_text_report<P: AsRef<Path>>(dirs: &[P], out: &Path) -> Result<PathBuf> {
+    let mut runs = Vec::new();
+    for d in dirs {
+        let (run, config) = TextRun::open(d.as_ref())?;
+        let name = d
+            .as_ref()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| d.as_ref().display().to_string());
+        runs.push(Loaded { name, run, config });
+    }
+    let html = render(&runs)?;
+    crate::run::write_atomic(out, html.as_bytes())?;
+    Ok(out.to_path_buf())
+}
+
+fn render(runs: &[Loaded]) -> Result<String> {
+    let mut h = String::new();
+    let names: Vec<String> = runs.iter().map(|r| escape(&r.name)).collect();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>advtrain text report: {}</title>\n<style>{STYLE}\nmark {{ background: #ffd54a; }}\n\
+         .pair td {{ font-family: monospace; white-space: pre-wrap; word-break: break-word; max-width: 560px; }}</style>\n\
+         </head>\n<body>\n<h1>advtrain text report</h1>\n<p class=\"meta\">{} run(s): {}. Written by advtrain {}. \
+         Accuracies are on each run's held-out test texts; an attack's budget is in character \
+         edits per text (each edit is one step of edit distance).</p>\n",
+        names.join(", "),
+        runs.len(),
+        names.join(", "),
+        crate::VERSION
+    );
+    // Data provenance, stated once per distinct data set.
+    h.push_str("<h2>Data</h2>\n<ul>\n");
+    let mut seen = Vec::new();
+    for r in runs {
+        if let Some(s) = r.run.summary()? {
+            if !seen.contains(&s.provenance) {
+                let _ = writeln!(
+                    h,
+                    "<li><b>{}</b>: {} training texts {:?}, {} test texts {:?} (classes {}). {}</li>",
+                    escape(&s.dataset),
+                    s.train_examples,
+                    s.train_class_counts,
+                    s.test_examples,
+                    s.test_class_counts,
+                    escape(&s.classes.join(", ")),
+                    escape(&s.provenance)
+                );
+                seen.push(s.provenance);
+            }
+        }
+    }
+    h.push_str("</ul>\n");
+
+    // The comparison table: one row per run, one column group per attack.
+    let mut attacks: Vec<(String, usize)> = Vec::new();
+    let mut evals = Vec::new();
+    for r in runs {
+        let e = r.run.evals()?;
+        for rec in &e {
+            if rec.attack != "none" && !attacks.contains(&(rec.attack.clone(), rec.budget)) {
+                attacks.push((rec.attack.clone(), rec.budget));
+            }
+        }
+        evals.push(e);
+    }
+    attacks.sort();
+    h.push_str(
+        "<h2>Accuracy under attack</h2>\n<table>\n<tr><th>run</th><th>training</th><th>clean</th>",
+    );
+    for (a, b) in &attacks {
+        let _ = write!(
+            h,
+            "<th>{} (budget {b})<br><span class=\"small\">accuracy · success rate · mean edits · time</span></th>",
+            escape(a)
+        );
+    }
+    h.push_str("</tr>\n");
+    for (r, e) in runs.iter().zip(&evals) {
+        let clean = e
+            .iter()
+            .find(|x| x.attack == "none")
+            .or_else(|| e.first())
+            .map(|x| pct(x.clean_accuracy))
+            .unwrap_or_else(|| "–".into());
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{clean}</td>",
+            escape(&r.name),
+            escape(&training_label(&r.config))
+        );
+        for (a, b) in &attacks {
+            match e.iter().find(|x| &x.attack == a && x.budget == *b) {
+                Some(x) => {
+                    let _ = write!(
+                        h,
+                        "<td class=\"num\"><b>{}</b> · {} · {:.2} · {:.0} s</td>",
+                        pct(x.robust_accuracy),
+                        pct(x.attack_success_rate),
+                        x.mean_edits,
+                        x.seconds
+                    );
+                }
+                None => h.push_str("<td class=\"note\">not run</td>"),
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n<p class=\"small\">Success rate: of the texts a model classified correctly, the share the attack turned wrong. Mean edits: over successful attacks.</p>\n");
+
+    // Training history.
+    h.push_str("<h2>Training</h2>\n");
+    for r in runs {
+        let epochs = r.run.epochs()?;
+        let _ = writeln!(h, "<h3>{}</h3>", escape(&r.name));
+        if epochs.is_empty() {
+            h.push_str("<p class=\"note\">no epochs recorded</p>\n");
+            continue;
+        }
+        h.push_str("<table>\n<tr><th>epoch</th><th>loss</th><th>train acc</th><th>val acc</th><th>attacked</th><th>attack success on train</th><th>time</th></tr>\n");
+        for ep in &epochs {
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s</td></tr>",
+                ep.epoch,
+                ep.loss,
+                pct(ep.train_accuracy),
+                ep.val_accuracy.map(pct).unwrap_or_else(|| "–".into()),
+                ep.attacked,
+                ep.attack_success_rate.map(pct).unwrap_or_else(|| "–".into()),
+                ep.seconds
+            );
+        }
+        h.push_str("</table>\n");
+    }
+
+    // Example evasions.
+    h.push_str("<h2>Example evasions</h2>\n");
+    for (r, e) in runs.iter().zip(&evals) {
+        for rec in e.iter().filter(|x| x.attack != "none") {
+            let examples = r.run.examples(&rec.attack, rec.budget)?;
+            let wins: Vec<_> = examples
+                .iter()
+                .filter(|x| x.success())
+                .take(EXAMPLES_SHOWN)
+                .collect();
+            let _ = writeln!(
+                h,
+                "<h3>{} · {} (budget {})</h3>",
+                escape(&r.name),
+                escape(&rec.attack),
+                rec.budget
+            );
+            if wins.is_empty() {
+                h.push_str("<p class=\"note\">no successful evasions</p>\n");
+                continue;
+            }
+            h.push_str("<table class=\"pair\">\n<tr><th>label → prediction</th><th>adversarial text (edits marked)</th></tr>\n");
+            for w in wins {
+                let class = |c: usize| {
+                    rec.per_class
+                        .get(c)
+                        .map_or(c.to_string(), |p| p.class.clone())
+                };
+                let (orig, adv) = window(
+                    &w.original,
+                    &w.adversarial,
+                    w.edits.first().map_or(0, |e| e.position),
+                );
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{} → {}<br><span class=\"small\">{} edits</span></td><td>{}</td></tr>",
+                    escape(&class(w.label)),
+                    escape(&class(w.adversarial_prediction)),
+                    w.edits.len(),
+                    highlight_html(&orig, &adv)
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+    h.push_str("</body>\n</html>\n");
+    Ok(h)
+}
+
+/// A window of both texts around `position` (chars), so long emails stay readable. The
+/// window is the same for both texts; edits shift lengths by at most the budget.
+fn window(original: &str, adversarial: &str, position: usize) -> (String, String) {
+    let start = position.saturating_sub(EXAMPLE_CHARS / 3);
+    let cut = |s: &str| -> String {
+        let n = s.chars().count();
+        let mut out: String = s.chars().skip(start).take(EXAMPLE_CHARS).collect();
+        if start > 0 {
+            out.insert(0, '…');
+        }
+        if start + EXAMPLE_CHARS < n {
+            out.push('…');
+        }
+        out
+    };
+    (cut(original), cut(adversarial))
+}
