@@ -52,7 +52,8 @@ pub struct AttackSpec {
     #[arg(long, default_value_t = 9)]
     pub targets: usize,
     /// Text runs: edits per text (default 5). Text attacks: deepwordbug (the default for
-    /// text runs), hotflip, or none (clean accuracy only).
+    /// text runs), lookalike (homoglyph and zero-width edits only), hotflip, or none (clean
+    /// accuracy only).
     #[arg(long)]
     pub budget: Option<usize>,
 }

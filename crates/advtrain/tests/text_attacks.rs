@@ -623,7 +623,7 @@ proptest! {
             prop_assert!(r.edits.len() <= budget);
             prop_assert!(edit_distance(&r.original, &r.adversarial) <= budget);
         }
-        let hf = HotFlip { budget, beam: 2, candidates: 4 };
+        let hf = HotFlip { budget, beam: 2, candidates: 4, positions: 0 };
         let model = CharMean::new();
         let rs = hf.attack(&model, &texts, &labels);
         for (r, t) in rs.iter().zip(&texts) {

@@ -122,6 +122,11 @@ pub trait WhiteBoxText: TextClassifier {
     fn embedding_dim(&self) -> usize;
     /// Row `id` of the embedding table (`embedding_dim` values).
     fn embedding_row(&self, id: u32) -> Vec<f32>;
+    /// The same row borrowed, for models that keep their table in memory: HotFlip reads
+    /// millions of rows per text, and a copy (or a cache lookup) per read dominates its time.
+    fn embedding_row_ref(&self, _id: u32) -> Option<&[f32]> {
+        None
+    }
     /// Characters a substitution may write (the model's alphabet, printable).
     fn alphabet(&self) -> Vec<char>;
 }

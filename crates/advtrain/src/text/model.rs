@@ -400,6 +400,12 @@ impl WhiteBoxText for TextModel {
         self.table[r * d..(r + 1) * d].to_vec()
     }
 
+    fn embedding_row_ref(&self, id: u32) -> Option<&[f32]> {
+        let d = self.config.dim;
+        let r = table_row(id) as usize;
+        self.table.get(r * d..(r + 1) * d)
+    }
+
     fn alphabet(&self) -> Vec<char> {
         ('a'..='z')
             .chain('A'..='Z')

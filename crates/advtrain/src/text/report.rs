@@ -154,11 +154,12 @@ fn render(runs: &[Loaded]) -> Result<String> {
                 Some(x) => {
                     let _ = write!(
                         h,
-                        "<td class=\"num\"><b>{}</b> · {} · {:.2} · {:.0} s</td>",
+                        "<td class=\"num\"><b>{}</b> · {} · {:.2} · {:.0} s<br><span class=\"small\">{} texts</span></td>",
                         pct(x.robust_accuracy),
                         pct(x.attack_success_rate),
                         x.mean_edits,
-                        x.seconds
+                        x.seconds,
+                        x.examples
                     );
                 }
                 None => h.push_str("<td class=\"note\">not run</td>"),

@@ -24,6 +24,9 @@ use crate::rng::{self, AdvRng};
 use crate::train::OptimizerConfig;
 use crate::{Error, Result};
 
+/// The edit kinds of the `lookalike` attack.
+pub const LOOKALIKE_KINDS: [EditKind; 2] = [EditKind::Homoglyph, EditKind::ZeroWidth];
+
 /// A text attack and its settings: what adversarial training trains against and what
 /// evaluation measures.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ pub enum TextAttackConfig {
         budget: usize,
         beam: usize,
         candidates: usize,
+        /// Positions ranked per beam state (0: all).
+        #[serde(default)]
+        positions: usize,
     },
 }
 
@@ -53,23 +59,35 @@ impl TextAttackConfig {
         }
     }
 
-    /// HotFlip with beam 4 and 16 candidates per state.
-    pub fn hotflip(budget: usize) -> Self {
-        TextAttackConfig::HotFlip {
+    /// DeepWordBug restricted to look-alike (homoglyph) and invisible (zero-width)
+    /// characters: the evasions input canonicalisation is meant to undo.
+    pub fn lookalike(budget: usize) -> Self {
+        TextAttackConfig::DeepWordBug {
             budget,
-            beam: 4,
-            candidates: 16,
+            kinds: LOOKALIKE_KINDS.to_vec(),
+            max_words: 128,
         }
     }
 
-    /// `deepwordbug` or `hotflip`.
+    /// HotFlip with beam 2, 8 candidates per state, 64 positions ranked per state.
+    pub fn hotflip(budget: usize) -> Self {
+        TextAttackConfig::HotFlip {
+            budget,
+            beam: 2,
+            candidates: 8,
+            positions: 64,
+        }
+    }
+
+    /// `deepwordbug`, `lookalike` or `hotflip`.
     pub fn from_name(name: &str, budget: usize) -> Result<Self> {
         let config = match name {
             "deepwordbug" | "dwb" => Self::deepwordbug(budget),
+            "lookalike" => Self::lookalike(budget),
             "hotflip" => Self::hotflip(budget),
             other => {
                 return Err(Error::config(format!(
-                    "unknown text attack '{other}': expected 'deepwordbug' or 'hotflip'"
+                    "unknown text attack '{other}': expected 'deepwordbug', 'lookalike' or 'hotflip'"
                 )))
             }
         };
@@ -79,7 +97,15 @@ impl TextAttackConfig {
 
     pub fn name(&self) -> &'static str {
         match self {
-            TextAttackConfig::DeepWordBug { .. } => "deepwordbug",
+            TextAttackConfig::DeepWordBug { kinds, .. } => {
+                if kinds.as_slice() == LOOKALIKE_KINDS {
+                    "lookalike"
+                } else if kinds.as_slice() == DEEPWORDBUG_KINDS {
+                    "deepwordbug"
+                } else {
+                    "deepwordbug-custom"
+                }
+            }
             TextAttackConfig::HotFlip { .. } => "hotflip",
         }
     }
@@ -123,10 +149,12 @@ impl TextAttackConfig {
                 budget,
                 beam,
                 candidates,
+                positions,
             } => Some(HotFlip {
                 budget,
                 beam,
                 candidates,
+                positions,
             }),
             _ => None,
         }

@@ -24,14 +24,21 @@ pub struct HotFlip {
     pub beam: usize,
     /// Flips per beam state scored exactly (the top of the first-order ranking).
     pub candidates: usize,
+    /// Positions per beam state whose substitutions are ranked: those whose covering tokens
+    /// have the largest loss gradient (0: every position). Ranking every position of a long
+    /// text against the whole alphabet costs positions × alphabet × covering tokens
+    /// re-hashes per state, far more than the forward passes it saves.
+    #[serde(default)]
+    pub positions: usize,
 }
 
 impl Default for HotFlip {
     fn default() -> Self {
         Self {
             budget: 5,
-            beam: 4,
-            candidates: 16,
+            beam: 2,
+            candidates: 8,
+            positions: 64,
         }
     }
 }
@@ -71,6 +78,9 @@ impl<'m> RowCache<'m> {
     }
 
     fn dot(&mut self, id: u32, g: &[f32]) -> f32 {
+        if let Some(row) = self.model.embedding_row_ref(id) {
+            return row.iter().zip(g).map(|(a, b)| a * b).sum();
+        }
         if self.rows.len() >= self.limit && !self.rows.contains_key(&id) {
             self.rows.clear();
         }
@@ -292,13 +302,25 @@ impl HotFlip {
             .map(|t| cache.dot(tokens[t].id, grad_of(t)))
             .collect();
         let flipped: HashSet<usize> = beam.edits.iter().map(|e| e.position).collect();
+        // Positions to rank: all, or the `positions` with the largest Σ‖g_t‖ over covering
+        // tokens (ties by position, so the choice is deterministic).
+        let mut open: Vec<usize> = (0..chars.len())
+            .filter(|&p| !cover[p].is_empty() && !flipped.contains(&p))
+            .collect();
+        if self.positions > 0 && open.len() > self.positions {
+            let norms: Vec<f32> = (0..n_tok)
+                .map(|t| grad_of(t).iter().map(|v| v * v).sum::<f32>().sqrt())
+                .collect();
+            let weight = |p: usize| -> f32 { cover[p].iter().map(|&t| norms[t]).sum() };
+            let mut ranked: Vec<(f32, usize)> = open.iter().map(|&p| (weight(p), p)).collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            open = ranked[..self.positions].iter().map(|&(_, p)| p).collect();
+            open.sort_unstable();
+        }
 
         let mut scored: Vec<(f32, usize, char)> = Vec::new();
         let mut work = chars.clone();
-        for p in 0..chars.len() {
-            if cover[p].is_empty() || flipped.contains(&p) {
-                continue;
-            }
+        for p in open {
             for &c in alphabet {
                 if c == chars[p] {
                     continue;

@@ -1,0 +1,197 @@
+//! The text verbs as a user runs them on a generated CSV of `text,label` rows:
+//! train (adversarial) → eval (HotFlip) → attack (pairs with edits marked) → report, and the
+//! errors a user meets.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+
+use common::{bin, run_ok, scratch};
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("advtrain runs");
+    assert!(!out.status.success(), "command should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    stderr
+}
+
+fn write_csv(path: &Path, n: usize) {
+    let filler = [
+        "meeting", "lunch", "report", "thanks", "review", "notes", "call", "team",
+    ];
+    let triggers = ["winner", "jackpot", "casino", "lottery"];
+    let mut s = String::from("text,label\n");
+    for i in 0..n {
+        let mut words: Vec<&str> = (0..6)
+            .map(|k| filler[(i * 7 + k * 3) % filler.len()])
+            .collect();
+        let label = if i % 2 == 1 {
+            words[(i / 2) % 6] = triggers[(i / 2) % triggers.len()];
+            "spam"
+        } else {
+            "ham"
+        };
+        // A quoted field with a comma, as spreadsheets write them.
+        s.push_str(&format!("\"{}, ok\",{label}\n", words.join(" ")));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn text_train_eval_attack_report() {
+    let root = scratch("text-e2e");
+    std::fs::create_dir_all(&root).unwrap();
+    let csv = root.join("mail.csv");
+    write_csv(&csv, 200);
+    let run = root.join("run");
+    let out = run_ok(
+        bin()
+            .args([
+                "train",
+                "--task",
+                "text",
+                "--model",
+                "ngram-bag",
+                "--method",
+                "adversarial",
+            ])
+            .args([
+                "--budget", "2", "--epochs", "3", "--lr", "0.02", "--seed", "1", "-q",
+            ])
+            .arg("--data")
+            .arg(&csv)
+            .arg("--out")
+            .arg(&run),
+    );
+    assert!(out.contains("clean accuracy"), "{out}");
+    assert!(out.contains("deepwordbug (budget 2)"), "{out}");
+    for f in [
+        "config.toml",
+        "model.safetensors",
+        "metrics.jsonl",
+        "summary.json",
+        "eval-clean.json",
+        "eval-deepwordbug-b2.json",
+        "examples-deepwordbug-b2.jsonl",
+        "report.html",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    // Epochs after the warm-up attack training texts.
+    assert!(
+        metrics.lines().nth(1).unwrap().contains("\"attacked\":"),
+        "{metrics}"
+    );
+
+    let out = run_ok(
+        bin()
+            .args(["eval", "--attack", "hotflip", "--budget", "2", "-q"])
+            .arg("--run")
+            .arg(&run),
+    );
+    assert!(out.contains("hotflip (budget 2)"), "{out}");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval-hotflip-b2.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["budget"], 2);
+    assert!(rec["robust_accuracy"].as_f64().unwrap() <= rec["clean_accuracy"].as_f64().unwrap());
+
+    let adv = root.join("adv");
+    let out = run_ok(
+        bin()
+            .args([
+                "attack",
+                "--attack",
+                "deepwordbug",
+                "--budget",
+                "3",
+                "-n",
+                "10",
+                "-q",
+            ])
+            .arg("--run")
+            .arg(&run)
+            .arg("--out")
+            .arg(&adv),
+    );
+    assert!(out.contains("pairs:"), "{out}");
+    let pairs = std::fs::read_to_string(adv.join("pairs.jsonl")).unwrap();
+    assert_eq!(pairs.lines().count(), 10);
+    for line in pairs.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["edits"].as_array().unwrap().len() <= 3);
+    }
+    let html = std::fs::read_to_string(adv.join("pairs.html")).unwrap();
+    assert!(html.contains("<table>"));
+
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("Accuracy under attack"));
+    assert!(report.contains("hotflip (budget 2)"));
+    assert!(report.contains("deepwordbug (budget 2)"));
+}
+
+#[test]
+fn text_errors_are_clear() {
+    let root = scratch("text-errors");
+    std::fs::create_dir_all(&root).unwrap();
+    // A malformed CSV row: the error names the file and the line.
+    let bad = root.join("bad.csv");
+    std::fs::write(&bad, "text,label\nhello there,ham\n\"unterminated,spam\n").unwrap();
+    let err = run_err(
+        bin()
+            .args(["train", "--task", "text", "-q"])
+            .arg("--data")
+            .arg(&bad)
+            .arg("--out")
+            .arg(root.join("r1")),
+    );
+    assert!(err.contains("bad.csv"), "{err}");
+    assert!(err.contains("line"), "{err}");
+    // A named data set whose directory is missing points at the fetch script.
+    let err = run_err(
+        bin()
+            .args(["train", "--dataset", "spam-assassin", "-q"])
+            .arg("--data")
+            .arg(root.join("nowhere"))
+            .arg("--out")
+            .arg(root.join("r2")),
+    );
+    assert!(err.contains("fetch_text_data.sh"), "{err}");
+    // Out-of-range settings.
+    let csv = root.join("ok.csv");
+    write_csv(&csv, 20);
+    let err = run_err(
+        bin()
+            .args([
+                "train",
+                "--task",
+                "text",
+                "--method",
+                "adversarial",
+                "--budget",
+                "0",
+                "-q",
+            ])
+            .arg("--data")
+            .arg(&csv)
+            .arg("--out")
+            .arg(root.join("r3")),
+    );
+    assert!(err.contains("budget"), "{err}");
+    let err = run_err(
+        bin()
+            .args(["train", "--task", "text", "--model", "resnet", "-q"])
+            .arg("--data")
+            .arg(&csv)
+            .arg("--out")
+            .arg(root.join("r4")),
+    );
+    assert!(err.contains("unknown text model"), "{err}");
+}
