@@ -19,6 +19,11 @@ use crate::cmd_eval::EvalArgs;
 use crate::cmd_train::{TrainArgs, TrainSettings};
 use crate::progress::Bars;
 
+/// An f32 flag as the f64 it was typed as (0.1f32 widened would read 0.10000000149).
+fn widen(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
+}
+
 /// Text data sets known by name.
 pub const TEXT_DATASETS: [&str; 2] = ["spam-assassin", "prompt-injection"];
 /// Where `scripts/fetch_text_data.sh` puts them.
@@ -118,14 +123,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 s.attack.as_deref().unwrap_or("deepwordbug"),
                 budget,
             )?,
-            lambda: s.lambda.map_or(1.0, f64::from),
+            lambda: s.lambda.map_or(1.0, widen),
             fraction: s.adv_fraction.unwrap_or(0.5),
             warmup_epochs: 1,
         },
         "embedding-at" => TextMethod::EmbeddingAt {
-            eps: s.eps.map_or(0.5, f64::from),
+            eps: s.eps.map_or(0.5, widen),
             steps: s.attack_steps.unwrap_or(3),
-            lambda: s.lambda.map_or(1.0, f64::from),
+            lambda: s.lambda.map_or(1.0, widen),
         },
         other => bail!(
             "unknown text training method '{other}': expected standard, adversarial or embedding-at"

@@ -85,11 +85,9 @@ impl TextAttackConfig {
             "deepwordbug" | "dwb" => Self::deepwordbug(budget),
             "lookalike" => Self::lookalike(budget),
             "hotflip" => Self::hotflip(budget),
-            other => {
-                return Err(Error::config(format!(
-                    "unknown text attack '{other}': expected 'deepwordbug', 'lookalike' or 'hotflip'"
-                )))
-            }
+            other => return Err(Error::config(format!(
+                "unknown text attack '{other}': expected 'deepwordbug', 'lookalike' or 'hotflip'"
+            ))),
         };
         config.validate()?;
         Ok(config)
