@@ -7,7 +7,8 @@
 #   bench/text_robustness.sh [OUT_DIR]        (default runs/text-bench)
 #
 # Env: DATASETS (default "prompt-injection spam-assassin"), VARIANTS (default all four),
-# MODEL (ngram-bag), SEED (0),
+# MODEL (ngram-bag), SEED (0), EMB_EPS (embedding-AT radius; default 0.5 prompt-injection,
+# 0.1 spam),
 # HOTFLIP_LIMIT_SPAM (300 test emails; HotFlip on 1,000-character emails is the slow part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ for ds in $DATASETS; do
     case $variant in
       standard) extra=(--method standard) ;;
       adversarial) extra=(--method adversarial --attack deepwordbug --adv-fraction "$frac" --lambda 1) ;;
-      embedding-at) extra=(--method embedding-at --eps "$emb_eps" --attack-steps 3 --lambda 1) ;;
+      embedding-at) extra=(--method embedding-at --eps "${EMB_EPS:-$emb_eps}" --attack-steps 3 --lambda 1) ;;
       canonicalize) extra=(--method standard --canonicalize) ;;
     esac
     echo "== $ds $variant"
