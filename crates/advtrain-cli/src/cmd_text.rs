@@ -33,25 +33,8 @@ pub const DEFAULT_BUDGET: usize = 5;
 /// Share of the training texts held out for per-epoch validation.
 const VAL_FRACTION: f64 = 0.1;
 
-fn settings_of(args: &TrainArgs) -> Result<TrainSettings> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            toml::from_str::<TrainSettings>(&text)
-                .with_context(|| format!("{}: invalid config", path.display()))?
-        }
-        None => TrainSettings::default(),
-    };
-    Ok(args.settings.merged_with(&file))
-}
-
-/// Whether `advtrain train` was asked to train a text model.
-pub fn is_text_training(args: &TrainArgs) -> Result<bool> {
-    if args.resume.is_some() {
-        return Ok(false);
-    }
-    let s = settings_of(args)?;
+/// Whether the training settings ask for a text model.
+pub fn is_text_task(s: &TrainSettings) -> Result<bool> {
     match s.task.as_deref() {
         Some("text") => Ok(true),
         Some("image") => Ok(false),
@@ -93,11 +76,10 @@ fn parse_attacks(list: &str, budget: usize) -> Result<Vec<TextAttackConfig>> {
     Ok(out)
 }
 
-/// `advtrain train` for text.
-pub fn train(args: TrainArgs) -> Result<()> {
+/// `advtrain train` for text, with the settings already merged from flags and file.
+pub fn train(args: TrainArgs, s: TrainSettings) -> Result<()> {
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
-    let s = settings_of(&args)?;
     let (dataset, data_path) = match (s.dataset.as_deref(), s.data.clone()) {
         (Some(name), dir) if TEXT_DATASETS.contains(&name) => (
             name.to_string(),

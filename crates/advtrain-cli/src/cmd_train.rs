@@ -165,8 +165,22 @@ macro_rules! merge {
     };
 }
 
+/// The command line's settings over those of `--config FILE` (if any).
+pub(crate) fn load_settings(args: &TrainArgs) -> Result<TrainSettings> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            toml::from_str::<TrainSettings>(&text)
+                .with_context(|| format!("{}: invalid config", path.display()))?
+        }
+        None => TrainSettings::default(),
+    };
+    Ok(args.settings.merged_with(&file))
+}
+
 impl TrainSettings {
-    pub(crate) fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
+    fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
         merge!(
             self,
             file,
@@ -400,8 +414,11 @@ impl EpochObserver<ZooModel> for RunWriter<'_> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if crate::cmd_text::is_text_training(&args)? {
-        return crate::cmd_text::train(args);
+    if args.resume.is_none() {
+        let settings = load_settings(&args)?;
+        if crate::cmd_text::is_text_task(&settings)? {
+            return crate::cmd_text::train(args, settings);
+        }
     }
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
@@ -444,16 +461,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (config, dir.clone(), Some(ckpt))
         }
         None => {
-            let file = match &args.config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("{}: cannot read", path.display()))?;
-                    toml::from_str::<TrainSettings>(&text)
-                        .with_context(|| format!("{}: invalid config", path.display()))?
-                }
-                None => TrainSettings::default(),
-            };
-            let settings = args.settings.merged_with(&file);
+            let settings = load_settings(&args)?;
             let config = resolve(&settings, &args.common.device, args.common.threads)?;
             let t = &config.train;
             let out = args.out.clone().unwrap_or_else(|| {

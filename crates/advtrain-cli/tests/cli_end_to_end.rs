@@ -2,22 +2,10 @@
 //! the run directory's files and the errors a user meets.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
 
-use common::{bin, run_ok, scratch, write_tiny_fashion};
-
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("advtrain runs");
-    assert!(!out.status.success(), "command should have failed");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked"),
-        "panic instead of an error: {stderr}"
-    );
-    stderr
-}
+use common::{bin, run_err, run_ok, scratch, write_tiny_fashion};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -3,22 +3,10 @@
 //! errors a user meets.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
 
-use common::{bin, run_ok, scratch};
-
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("advtrain runs");
-    assert!(!out.status.success(), "command should have failed");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked"),
-        "panic instead of an error: {stderr}"
-    );
-    stderr
-}
+use common::{bin, run_err, run_ok, scratch};
 
 fn write_csv(path: &Path, n: usize) {
     let filler = [

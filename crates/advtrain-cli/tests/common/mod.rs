@@ -59,3 +59,15 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     stdout
 }
+
+/// Runs a command that must fail, and returns its stderr; a panic is not an acceptable failure.
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("advtrain runs");
+    assert!(!out.status.success(), "command should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    stderr
+}

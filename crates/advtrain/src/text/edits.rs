@@ -434,16 +434,7 @@ fn invisible_name(c: char) -> String {
     }
 }
 
-fn push_html_escaped(out: &mut String, c: char) {
-    match c {
-        '&' => out.push_str("&amp;"),
-        '<' => out.push_str("&lt;"),
-        '>' => out.push_str("&gt;"),
-        '"' => out.push_str("&quot;"),
-        '\'' => out.push_str("&#39;"),
-        _ => out.push(c),
-    }
-}
+use crate::report::push_escaped as push_html_escaped;
 
 /// [`highlight`] as HTML: escaped text, changed runs in `<mark>`, and invisible characters
 /// spelled out (`<mark title="U+200B">⟨ZWSP⟩</mark>`) so a reader sees them.

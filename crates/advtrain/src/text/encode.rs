@@ -161,12 +161,18 @@ impl TextEncoder {
 
     /// Ids of a batch of token lists, padded with [`PAD`] to the longest (at least 1), and
     /// the mask (1 for real tokens).
-    pub fn batch_ids(&self, tokens: &[Vec<Token>]) -> (Vec<i64>, Vec<f32>, usize) {
-        let t = tokens.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    /// Takes owned or borrowed lists, so callers batching stored tokens need not copy them.
+    pub fn batch_ids<T: AsRef<[Token]>>(&self, tokens: &[T]) -> (Vec<i64>, Vec<f32>, usize) {
+        let t = tokens
+            .iter()
+            .map(|x| x.as_ref().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut ids = vec![PAD as i64; tokens.len() * t];
         let mut mask = vec![0.0f32; tokens.len() * t];
         for (b, toks) in tokens.iter().enumerate() {
-            for (i, tok) in toks.iter().enumerate() {
+            for (i, tok) in toks.as_ref().iter().enumerate() {
                 ids[b * t + i] = table_row(tok.id) as i64;
                 mask[b * t + i] = 1.0;
             }

@@ -227,9 +227,9 @@ impl TextNet {
 }
 
 /// Token ids and mask tensors for a batch of token lists.
-pub fn batch_tensors(
+pub fn batch_tensors<T: AsRef<[Token]>>(
     encoder: &TextEncoder,
-    tokens: &[Vec<Token>],
+    tokens: &[T],
     device: &Device,
 ) -> (Tensor<2, Int>, Tensor<2>) {
     let (ids, mask, t) = encoder.batch_ids(tokens);
@@ -288,18 +288,12 @@ impl TextModel {
         self.config.encoder.tokens(&chars)
     }
 
-    /// Logits for already-tokenised texts, in batches.
-    fn logits_of_tokens(&self, tokens: &[Vec<Token>]) -> Vec<Vec<f32>> {
-        let k = self.config.num_classes;
+    /// Class probabilities for already-tokenised texts, in batches.
+    fn probabilities_of_tokens(&self, tokens: &[Vec<Token>]) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(tokens.len());
         for chunk in tokens.chunks(self.batch_size.max(1)) {
             let (ids, mask) = batch_tensors(&self.config.encoder, chunk, &self.device);
-            let logits = self.net.logits(ids, mask);
-            let v = logits
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("f32 logits");
-            out.extend(v.chunks(k).map(<[f32]>::to_vec));
+            out.extend(probabilities_of(self.net.logits(ids, mask)));
         }
         out
     }
@@ -322,15 +316,7 @@ impl TextClassifier for TextModel {
         // Tokenise in parallel: it is a noticeable share of a bag model's inference.
         use rayon::prelude::*;
         let tokens: Vec<Vec<Token>> = texts.par_iter().map(|t| self.text_tokens(t)).collect();
-        self.logits_of_tokens(&tokens)
-            .into_iter()
-            .map(|z| {
-                let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
-                let s: f32 = e.iter().sum();
-                e.into_iter().map(|v| v / s).collect()
-            })
-            .collect()
+        self.probabilities_of_tokens(&tokens)
     }
 }
 
@@ -363,7 +349,7 @@ impl WhiteBoxText for TextModel {
             })
             .collect();
         for chunk in pairs.chunks(self.batch_size.max(1)) {
-            let tokens: Vec<Vec<Token>> = chunk.iter().map(|(t, _)| t.clone()).collect();
+            let tokens: Vec<&[Token]> = chunk.iter().map(|(t, _)| t.as_slice()).collect();
             let b = tokens.len();
             let (ids, mask) = batch_tensors(&self.config.encoder, &tokens, &self.device);
             let t = ids.dims()[1];

@@ -85,9 +85,11 @@ impl TextAttackConfig {
             "deepwordbug" | "dwb" => Self::deepwordbug(budget),
             "lookalike" => Self::lookalike(budget),
             "hotflip" => Self::hotflip(budget),
-            other => return Err(Error::config(format!(
+            other => {
+                return Err(Error::config(format!(
                 "unknown text attack '{other}': expected 'deepwordbug', 'lookalike' or 'hotflip'"
-            ))),
+            )))
+            }
         };
         config.validate()?;
         Ok(config)
@@ -405,7 +407,7 @@ pub fn train_text(
             train.len() as u64,
         );
         for (bi, chunk) in order.chunks(config.batch_size).enumerate() {
-            let tokens: Vec<Vec<Token>> = chunk.iter().map(|&i| clean_tokens[i].clone()).collect();
+            let tokens: Vec<&[Token]> = chunk.iter().map(|&i| clean_tokens[i].as_slice()).collect();
             let labels: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
             let (ids, mask) = batch_tensors(encoder, &tokens, &device);
             let y = labels_tensor(&labels, &device);
@@ -420,7 +422,7 @@ pub fn train_text(
                         let take: Vec<usize> = (0..b)
                             .map(|k| adv_order[(bi * config.batch_size + k) % adv.len()])
                             .collect();
-                        let at: Vec<Vec<Token>> = take.iter().map(|&i| adv[i].0.clone()).collect();
+                        let at: Vec<&[Token]> = take.iter().map(|&i| adv[i].0.as_slice()).collect();
                         let al: Vec<usize> = take.iter().map(|&i| adv[i].1).collect();
                         let (aids, amask) = batch_tensors(encoder, &at, &device);
                         let alogits = net.logits(aids, amask);
