@@ -3,6 +3,7 @@
 # the other with the same settings, then prints advtrain/PyTorch throughput ratios.
 #
 # Usage: bench/compare.sh [--threads N] [--batch 128] [--reps 5] [--warmup 1] [--models a,b]
+#                         [--workloads forward,pgd10,fgsm-rs-step,pgd-at-step]
 # Needs PyTorch: pip install torch --index-url https://download.pytorch.org/whl/cpu
 set -euo pipefail
 cd "$(dirname "$0")/.."

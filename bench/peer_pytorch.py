@@ -88,6 +88,7 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--models", default="small-cnn,madry-cnn")
+    p.add_argument("--workloads", default="forward,pgd10,fgsm-rs-step,pgd-at-step")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -203,7 +204,13 @@ def main():
             "fgsm-rs-step": train_step(fgsm_rs),
             "pgd-at-step": train_step(pgd),
         }
+        wanted = {w.strip() for w in args.workloads.split(",") if w.strip()}
+        unknown = wanted - {w for w, _ in WORKLOADS}
+        if unknown:
+            raise SystemExit(f"unknown workload(s): {', '.join(sorted(unknown))}")
         for workload, factor in WORKLOADS:
+            if workload not in wanted:
+                continue
             times = sorted(timed(fns[workload]))
             med = statistics.median(times)
             r = {

@@ -25,6 +25,13 @@ pub struct BenchArgs {
     /// Comma-separated models to measure.
     #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step.
+    #[arg(
+        long,
+        default_value = "forward,pgd10,fgsm-rs-step,pgd-at-step",
+        value_delimiter = ','
+    )]
+    pub workloads: Vec<String>,
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -42,8 +49,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|m| m.trim().parse::<ModelKind>())
         .collect::<advtrain::Result<Vec<_>>>()?;
+    let workloads = args
+        .workloads
+        .iter()
+        .map(|w| w.trim().parse::<bench::Workload>())
+        .collect::<advtrain::Result<Vec<_>>>()?;
     let config = BenchConfig {
         models,
+        workloads,
         batch: args.batch,
         reps: args.reps,
         warmup: args.warmup,

@@ -143,6 +143,8 @@ pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub models: Vec<ModelKind>,
+    /// Which workloads to time, in [`Workload::ALL`] order whatever the order given.
+    pub workloads: Vec<Workload>,
     pub batch: usize,
     pub reps: usize,
     pub warmup: usize,
@@ -153,6 +155,7 @@ impl Default for BenchConfig {
     fn default() -> Self {
         Self {
             models: vec![ModelKind::SmallCnn, ModelKind::MadryCnn],
+            workloads: Workload::ALL.to_vec(),
             batch: 128,
             reps: 5,
             warmup: 1,
@@ -171,6 +174,9 @@ impl BenchConfig {
         }
         if self.models.is_empty() {
             return Err(Error::config("--models must name at least one model"));
+        }
+        if self.workloads.is_empty() {
+            return Err(Error::config("--workloads must name at least one workload"));
         }
         for &m in &self.models {
             forward_macs(m, &ModelShape::fashion_mnist())?;
@@ -436,6 +442,9 @@ pub fn bench_model(
 
     let mut out = Vec::new();
     for workload in Workload::ALL {
+        if !config.workloads.contains(&workload) {
+            continue;
+        }
         let times = match workload {
             Workload::Forward => {
                 let eval = model.valid();
@@ -526,7 +535,13 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.as_str() == s)
-            .ok_or_else(|| Error::config(format!("unknown workload '{s}'")))
+            .ok_or_else(|| {
+                let known: Vec<_> = Workload::ALL.iter().map(|w| w.as_str()).collect();
+                Error::config(format!(
+                    "unknown workload '{s}' (expected one of: {})",
+                    known.join(", ")
+                ))
+            })
     }
 }
 

@@ -328,15 +328,30 @@ pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
 
 /// Zero the gradient where a fused ReLU's output was not positive (its derivative is 0 there).
 pub fn relu_backward_in_place(output: &[f32], grad: &mut [f32]) {
+    debug_assert_eq!(output.len(), grad.len());
     grad.par_chunks_mut(1 << 14)
         .zip(output.par_chunks(1 << 14))
         .for_each(|(g, o)| {
-            g.iter_mut().zip(o).for_each(|(g, o)| {
-                if *o <= 0.0 {
-                    *g = 0.0
-                }
-            })
+            // Branch-free select, so the loop vectorises.
+            g.iter_mut()
+                .zip(o)
+                .for_each(|(g, o)| *g = if *o > 0.0 { *g } else { 0.0 })
         });
+}
+
+/// `grad` masked by a fused ReLU's `output`, as a new buffer (one pass, no copy first).
+pub fn relu_backward(output: &[f32], grad: &[f32]) -> Vec<f32> {
+    debug_assert_eq!(output.len(), grad.len());
+    let mut masked = vec![0.0f32; grad.len()];
+    masked
+        .par_chunks_mut(1 << 14)
+        .zip(grad.par_chunks(1 << 14).zip(output.par_chunks(1 << 14)))
+        .for_each(|(m, (g, o))| {
+            for ((m, g), o) in m.iter_mut().zip(g).zip(o) {
+                *m = if *o > 0.0 { *g } else { 0.0 };
+            }
+        });
+    masked
 }
 
 /// Gradient with respect to the bias: the sum of `grad` over batch and positions.
@@ -482,5 +497,18 @@ mod tests {
         let gb = conv2d_backward_bias(&g, &up);
         let total: f32 = up.iter().sum();
         assert!((gb.iter().sum::<f32>() - total).abs() < 1e-3);
+    }
+
+    #[test]
+    fn relu_masks_agree_in_place_and_copied() {
+        let output: Vec<f32> = (0..40_000).map(|i| ((i % 7) as f32) - 3.0).collect();
+        let grad = values(output.len(), 9);
+        let copied = relu_backward(&output, &grad);
+        let mut in_place = grad.clone();
+        relu_backward_in_place(&output, &mut in_place);
+        assert_eq!(copied, in_place);
+        for ((m, g), o) in copied.iter().zip(&grad).zip(&output) {
+            assert_eq!(*m, if *o > 0.0 { *g } else { 0.0 });
+        }
     }
 }

@@ -197,6 +197,26 @@ impl Backward<Flex, 1> for FastPoolBackward {
     }
 }
 
+/// `grad` with the fused ReLU's derivative applied: masked in place when this node is
+/// its only owner (the usual case: it was just produced by the layer above), else
+/// into a new buffer in the same single pass.
+fn relu_masked(mut grad: FlexTensor, output: &FlexTensor) -> FlexTensor {
+    let output = output.storage::<f32>();
+    let whole = grad.is_contiguous()
+        && grad.layout().start_offset() == 0
+        && grad.dtype() == DType::F32
+        && grad.storage::<f32>().len() == output.len();
+    if whole {
+        if let Some(values) = grad.try_storage_mut::<f32>() {
+            kernels::relu_backward_in_place(output, values);
+            return grad;
+        }
+    }
+    let grad = contiguous_f32(&grad);
+    let shape = dims(&grad);
+    flex_tensor(kernels::relu_backward(output, grad.storage::<f32>()), shape)
+}
+
 /// Backward step of the fast convolution: input, weight and bias gradients, each
 /// only when its parent is tracked (attacks track only the input). With a fused
 /// ReLU the saved output masks the incoming gradient first.
@@ -218,14 +238,7 @@ impl Backward<Flex, 3> for FastConvBackward {
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
         let grad = match output {
-            Some(output) => {
-                let (output, grad) = (contiguous_f32(&output), contiguous_f32(&grad));
-                let shape = dims(&grad);
-                // One copy: `grad` may be shared, so it is not masked in place.
-                let mut values = grad.storage::<f32>().to_vec();
-                kernels::relu_backward_in_place(output.storage::<f32>(), &mut values);
-                flex_tensor(values, shape)
-            }
+            Some(output) => relu_masked(grad, &contiguous_f32(&output)),
             None => grad,
         };
         if let Some(node) = node_x {

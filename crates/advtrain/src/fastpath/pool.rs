@@ -45,6 +45,15 @@ pub fn max_pool2d_forward(
     out.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(height * width))
         .for_each(|(out_p, plane)| {
+            if kernel == [2, 2] {
+                for (oy, out_row) in out_p.chunks_exact_mut(ow).enumerate() {
+                    let (r0, r1) = rows_2x2(plane, width, oy);
+                    for (ox, o) in out_row.iter_mut().enumerate() {
+                        *o = window_2x2(r0, r1, ox).1;
+                    }
+                }
+                return;
+            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     out_p[oy * ow + ox] = plane[argmax(plane, width, oy, ox, kernel)];
@@ -52,6 +61,29 @@ pub fn max_pool2d_forward(
             }
         });
     out
+}
+
+/// The two input rows under output row `oy` of a 2×2 pool.
+#[inline]
+fn rows_2x2(plane: &[f32], width: usize, oy: usize) -> (&[f32], &[f32]) {
+    let r0 = &plane[2 * oy * width..(2 * oy + 1) * width];
+    let r1 = &plane[(2 * oy + 1) * width..(2 * oy + 2) * width];
+    (r0, r1)
+}
+
+/// (position in scan order 0..4, value) of the largest entry of 2×2 window `ox`; the
+/// first on ties, exactly as [`argmax`] picks it.
+#[inline]
+fn window_2x2(r0: &[f32], r1: &[f32], ox: usize) -> (usize, f32) {
+    let v = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
+    let (mut best, mut best_v) = (0, v[0]);
+    for (i, &vi) in v.iter().enumerate().skip(1) {
+        if vi > best_v {
+            best = i;
+            best_v = vi;
+        }
+    }
+    (best, best_v)
 }
 
 /// Gradient of max pooling: each output gradient goes to its window's argmax in `x`.
@@ -72,6 +104,21 @@ pub fn max_pool2d_backward(
         .zip(x.par_chunks(height * width))
         .zip(grad.par_chunks(oh * ow))
         .for_each(|((dx_p, plane), grad_p)| {
+            if kernel == [2, 2] {
+                // Every covered input gets written once (zero or the routed gradient).
+                for (oy, grad_row) in grad_p.chunks_exact(ow).enumerate() {
+                    let (r0, r1) = rows_2x2(plane, width, oy);
+                    let (d0, d1) = dx_p[2 * oy * width..(2 * oy + 2) * width].split_at_mut(width);
+                    for (ox, &g) in grad_row.iter().enumerate() {
+                        let (best, _) = window_2x2(r0, r1, ox);
+                        d0[2 * ox] = if best == 0 { g } else { 0.0 };
+                        d0[2 * ox + 1] = if best == 1 { g } else { 0.0 };
+                        d1[2 * ox] = if best == 2 { g } else { 0.0 };
+                        d1[2 * ox + 1] = if best == 3 { g } else { 0.0 };
+                    }
+                }
+                return;
+            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     dx_p[argmax(plane, width, oy, ox, kernel)] += grad_p[oy * ow + ox];
@@ -103,5 +150,66 @@ mod tests {
         want[10] = 3.; // 0
         want[13] = 4.; // 7 (the first of the tied 7s in scan order)
         assert_eq!(dx, want);
+    }
+
+    /// Reference: each window's first largest entry in scan order, by brute force.
+    fn naive(x: &[f32], grad: &[f32], h: usize, w: usize, k: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
+        let [oh, ow] = pooled(h, w, k);
+        let planes = x.len() / (h * w);
+        let (mut out, mut dx) = (vec![], vec![0.0; x.len()]);
+        for p in 0..planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = None::<(usize, f32)>;
+                    for i in 0..k[0] {
+                        for j in 0..k[1] {
+                            let at = p * h * w + (oy * k[0] + i) * w + ox * k[1] + j;
+                            if best.is_none_or(|(_, v)| x[at] > v) {
+                                best = Some((at, x[at]));
+                            }
+                        }
+                    }
+                    let (at, v) = best.unwrap();
+                    out.push(v);
+                    dx[at] += grad[(p * oh + oy) * ow + ox];
+                }
+            }
+        }
+        (out, dx)
+    }
+
+    #[test]
+    fn two_by_two_windows_match_the_brute_force_reference_with_ties_and_ragged_edges() {
+        for (h, w) in [(4, 4), (5, 7), (2, 3), (6, 2)] {
+            let planes = 3;
+            // Few distinct values, so windows often hold ties.
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|i| ((i * 7919) % 3) as f32)
+                .collect();
+            let [oh, ow] = pooled(h, w, [2, 2]);
+            let grad: Vec<f32> = (0..planes * oh * ow).map(|i| i as f32 + 1.0).collect();
+            let (want_out, want_dx) = naive(&x, &grad, h, w, [2, 2]);
+            assert_eq!(
+                max_pool2d_forward(&x, planes, h, w, [2, 2]),
+                want_out,
+                "{h}x{w}"
+            );
+            assert_eq!(
+                max_pool2d_backward(&x, &grad, planes, h, w, [2, 2]),
+                want_dx,
+                "{h}x{w}"
+            );
+            // The general path on a 3×2 window, same reference.
+            if h >= 3 {
+                let [oh, ow] = pooled(h, w, [3, 2]);
+                let grad: Vec<f32> = (0..planes * oh * ow).map(|i| i as f32 + 1.0).collect();
+                let (want_out, want_dx) = naive(&x, &grad, h, w, [3, 2]);
+                assert_eq!(max_pool2d_forward(&x, planes, h, w, [3, 2]), want_out);
+                assert_eq!(
+                    max_pool2d_backward(&x, &grad, planes, h, w, [3, 2]),
+                    want_dx
+                );
+            }
+        }
     }
 }

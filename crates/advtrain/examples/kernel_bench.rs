@@ -1,0 +1,124 @@
+//! Times the fast path's kernels one by one on the layer shapes of `small-cnn` and
+//! `madry-cnn` (batch 128), to see where a training step's time goes.
+//!
+//! `cargo run --release -p advtrain --example kernel_bench [reps]`
+//!
+//! Prints the median milliseconds per call and GFLOP/s (2 × multiply-adds) for each
+//! convolution pass, and ms for pooling and the ReLU mask.
+
+use std::time::Instant;
+
+use advtrain::fastpath::kernels::{self, ConvGeometry};
+use advtrain::fastpath::pool;
+
+/// The allocator the CLI uses, so allocation costs match `advtrain bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+fn conv(name: &str, g: ConvGeometry, reps: usize) {
+    let [oh, ow] = g.output_size().expect("valid geometry");
+    let k = g.channels_in * g.kernel[0] * g.kernel[1];
+    let macs = (g.batch * g.channels_out * oh * ow * k) as f64;
+    let x = values(g.batch * g.channels_in * g.height * g.width, 1);
+    let w = values(g.channels_out * k, 2);
+    let b = values(g.channels_out, 3);
+    let up = values(g.batch * g.channels_out * oh * ow, 4);
+    let report = |what: &str, ms: f64| {
+        println!(
+            "{name:<14} {what:<10} {ms:>8.2} ms {:>8.1} GFLOP/s",
+            2.0 * macs / ms / 1e6
+        )
+    };
+    report(
+        "forward",
+        median_ms(reps, || {
+            std::hint::black_box(kernels::conv2d_forward(&g, &x, &w, Some(&b), true));
+        }),
+    );
+    report(
+        "bwd-input",
+        median_ms(reps, || {
+            std::hint::black_box(kernels::conv2d_backward_input(&g, &w, &up));
+        }),
+    );
+    report(
+        "bwd-weight",
+        median_ms(reps, || {
+            std::hint::black_box(kernels::conv2d_backward_weight(&g, &x, &up));
+        }),
+    );
+    let out = kernels::conv2d_forward(&g, &x, &w, Some(&b), true);
+    println!(
+        "{name:<14} {:<10} {:>8.2} ms",
+        "relu-mask",
+        median_ms(reps, || {
+            let mut grad = up.clone();
+            kernels::relu_backward_in_place(&out, &mut grad);
+            std::hint::black_box(grad);
+        })
+    );
+}
+
+fn pooling(name: &str, planes: usize, h: usize, w: usize, reps: usize) {
+    let x = values(planes * h * w, 5);
+    let up = values(planes * (h / 2) * (w / 2), 6);
+    println!(
+        "{name:<14} {:<10} {:>8.2} ms",
+        "pool-fwd",
+        median_ms(reps, || {
+            std::hint::black_box(pool::max_pool2d_forward(&x, planes, h, w, [2, 2]));
+        })
+    );
+    println!(
+        "{name:<14} {:<10} {:>8.2} ms",
+        "pool-bwd",
+        median_ms(reps, || {
+            std::hint::black_box(pool::max_pool2d_backward(&x, &up, planes, h, w, [2, 2]));
+        })
+    );
+}
+
+fn main() {
+    let reps: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(21);
+    let n = 128;
+    let g = |cin, hw, cout, k, s, p| ConvGeometry {
+        batch: n,
+        channels_in: cin,
+        height: hw,
+        width: hw,
+        channels_out: cout,
+        kernel: [k, k],
+        stride: [s, s],
+        padding_begin: [p, p],
+        padding_end: [p, p],
+        dilation: [1, 1],
+    };
+    conv("small conv1", g(1, 28, 16, 4, 2, 1), reps);
+    conv("small conv2", g(16, 14, 32, 4, 2, 1), reps);
+    conv("madry conv1", g(1, 28, 32, 5, 1, 2), reps);
+    pooling("madry pool1", n * 32, 28, 28, reps);
+    conv("madry conv2", g(32, 14, 64, 5, 1, 2), reps);
+    pooling("madry pool2", n * 64, 14, 14, reps);
+}
