@@ -1,4 +1,4 @@
-//! The fast convolution and pooling (src/fastpath) against burn's own operations:
+//! The fast convolution, pooling and linear layer (src/fastpath) against burn's own operations:
 //! forward outputs and every gradient, on random shapes, strides, paddings and
 //! dilations; then attacks and training with and without the fast path.
 
@@ -13,7 +13,7 @@ use advtrain::train::MethodConfig;
 use burn::module::Param;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::TensorData;
@@ -194,6 +194,68 @@ proptest! {
         let (slow_out, slow_grad) = run(false);
         assert_close("pool output", &fast_out, &slow_out);
         assert_close("pool grad", &fast_grad, &slow_grad);
+    }
+}
+
+/// Output and every gradient of one linear layer (optionally with a ReLU), fast or burn's.
+fn linear_run(
+    shape: [usize; 3],
+    bias: bool,
+    with_relu: bool,
+    fast: bool,
+    seed: u64,
+) -> [Vec<f32>; 4] {
+    let [batch, d_in, d_out] = shape;
+    let device = Device::flex().autodiff();
+    let mut rng = advtrain::rng::seeded(seed);
+    let mut module = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
+    module.weight = Param::from_tensor(random([d_in, d_out], &mut rng, &device));
+    if bias {
+        module.bias = Some(Param::from_tensor(random([d_out], &mut rng, &device)));
+    }
+    let x = random([batch, d_in], &mut rng, &device).require_grad();
+    let out = match (fast, with_relu) {
+        (true, true) => fastpath::linear_relu(&module, x.clone()),
+        (true, false) => fastpath::linear(&module, x.clone()),
+        (false, true) => relu(module.forward(x.clone())),
+        (false, false) => module.forward(x.clone()),
+    };
+    let r = random(out.dims(), &mut rng, &device);
+    let grads = (out.clone() * r).sum().backward();
+    let gx = x.grad(&grads).expect("x is tracked");
+    let gw = module.weight.val().grad(&grads).expect("weight is tracked");
+    let gb = module
+        .bias
+        .as_ref()
+        .map(|b| host(b.val().grad(&grads).expect("bias is tracked")))
+        .unwrap_or_default();
+    [
+        host(out.flatten::<1>(0, 1)),
+        host(gx.flatten::<1>(0, 1)),
+        host(gw.flatten::<1>(0, 1)),
+        gb,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_linear_equals_burns(
+        shape in [1usize..40, 1usize..300, 1usize..80],
+        bias in any::<bool>(),
+        with_relu in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
+        let fast = linear_run(shape, bias, with_relu, true, seed);
+        let slow = linear_run(shape, bias, with_relu, false, seed);
+        for (what, (f, s)) in ["output", "grad x", "grad weight", "grad bias"]
+            .iter()
+            .zip(fast.iter().zip(&slow))
+        {
+            assert_close(&format!("{what} {shape:?} bias {bias} relu {with_relu}"), f, s);
+        }
     }
 }
 

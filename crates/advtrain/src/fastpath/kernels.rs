@@ -115,7 +115,7 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
                     }
                     if g.stride[1] == 1 {
                         let start = (x_lo as isize + x_off) as usize;
-                        out_row[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
+                        copy_short(&mut out_row[x_lo..x_hi], &src[start..start + (x_hi - x_lo)]);
                     } else {
                         let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
                         let taps = src[start..].iter().step_by(g.stride[1]);
@@ -126,6 +126,23 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows (a feature map's width) that im2col
+/// moves: in 8-float blocks the compiler keeps in registers, instead of one `memcpy`
+/// call per row, whose call overhead dominated a 14-float copy.
+#[inline]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    debug_assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let block: [f32; 8] = s.try_into().expect("8-float chunk");
+        d.copy_from_slice(&block);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -295,22 +312,26 @@ pub fn conv2d_backward_input(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> 
 }
 
 /// Gradient with respect to the weight: `Σ_n grad_n · colₙᵀ`, `[C_out, C_in, kh, kw]`.
+///
+/// Accumulated transposed, `dWᵀ += colₙ · grad_nᵀ` (`[C_in·kh·kw, C_out]`), and
+/// transposed once at the end: GEMM reads both operands in their stored orientation
+/// that way, which measured about a fifth faster per image than `grad_n · colₙᵀ`.
 pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     let (k, p, co) = (g.rows(), g.cols(), g.channels_out);
     let accumulate_range = |range: std::ops::Range<usize>, par: Parallelism| {
-        let mut dw = vec![0.0f32; co * k];
+        let mut dwt = vec![0.0f32; k * co];
         let mut col = vec![0.0f32; k * p];
         for (i, n) in range.enumerate() {
             im2col(g, &x[n * g.image_len()..(n + 1) * g.image_len()], &mut col);
             let grad_n = &grad[n * co * p..(n + 1) * co * p];
-            matmul(co, k, p, &mut dw, grad_n, false, &col, true, i > 0, par);
+            matmul(k, co, p, &mut dwt, &col, false, grad_n, true, i > 0, par);
         }
-        dw
+        dwt
     };
     if g.batch == 0 || p == 0 {
         return vec![0.0f32; co * k];
     }
-    if batch_parallel(g.batch) {
+    let dwt = if batch_parallel(g.batch) {
         let parts = rayon::current_num_threads().min(g.batch);
         let per = g.batch.div_ceil(parts);
         (0..parts)
@@ -323,7 +344,14 @@ pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
             .unwrap_or_else(|| vec![0.0f32; co * k])
     } else {
         accumulate_range(0..g.batch, Parallelism::Rayon(0))
+    };
+    let mut dw = vec![0.0f32; co * k];
+    for (r, row) in dwt.chunks_exact(co).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            dw[c * k + r] = *v;
+        }
     }
+    dw
 }
 
 /// Zero the gradient where a fused ReLU's output was not positive (its derivative is 0 there).

@@ -8,8 +8,8 @@
 //! through burn's backend-extension mechanism, with hand-written backward passes
 //! for `Autodiff<Flex>`.
 //!
-//! [`conv2d`] and [`max_pool2d`] are what models call instead of the modules'
-//! `forward`. They take the fast path when the tensor lives on Flex, is `f32` and
+//! [`conv2d`], [`max_pool2d`] and [`linear`] are what models call instead of the
+//! modules' `forward`. They take the fast path when the tensor lives on Flex, is `f32` and
 //! the layer has the shape the kernels cover (ungrouped convolution; pooling with
 //! kernel = stride and no padding), and otherwise (CUDA, other dtypes, other
 //! shapes) call burn's own operation, so results never depend on which path ran
@@ -17,6 +17,7 @@
 //! [`set_enabled`]`(false)`, to force burn's path everywhere.
 
 pub mod kernels;
+pub mod linear;
 pub mod pool;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -31,6 +32,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
+use burn::nn::Linear;
 use burn::nn::PaddingConfig2d;
 use burn::prelude::{Device, Tensor};
 use burn::tensor::{DType, TensorData};
@@ -48,8 +50,9 @@ pub struct ConvSpec {
     pub relu: bool,
 }
 
-/// The custom operations: a convolution with bias and an optional fused ReLU, and
-/// max pooling with non-overlapping `kernel`-sized windows.
+/// The custom operations: a convolution with bias and an optional fused ReLU, max
+/// pooling with non-overlapping `kernel`-sized windows, and a fully connected layer
+/// with bias and an optional fused ReLU.
 #[backend_extension(Flex, Autodiff)]
 pub trait FastConvBackend: Backend {
     fn fast_conv2d(
@@ -59,6 +62,13 @@ pub trait FastConvBackend: Backend {
         spec: ConvSpec,
     ) -> FloatTensor<Self>;
     fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
+    /// `x · W + bias` for `x` `[n, d_in]`, `W` `[d_in, d_out]`, optionally through a ReLU.
+    fn fast_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
 }
 
 fn geometry(x: &[usize], weight: &[usize], spec: ConvSpec) -> ConvGeometry {
@@ -171,6 +181,82 @@ impl FastConvBackend for Flex {
 
     fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FlexTensor {
         flex_pool_forward(&x, kernel)
+    }
+
+    fn fast_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
+        flex_linear_forward(&x, &weight, &bias, relu)
+    }
+}
+
+/// `[d_in, d_out]` of a linear layer's weight.
+fn linear_dims(weight: &FlexTensor) -> (usize, usize) {
+    let d = dims(weight);
+    (d[0], d[1])
+}
+
+fn flex_linear_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    relu: bool,
+) -> FlexTensor {
+    let (x, weight, bias) = (
+        contiguous_f32(x),
+        contiguous_f32(weight),
+        contiguous_f32(bias),
+    );
+    let (d_in, d_out) = linear_dims(&weight);
+    let n = dims(&x)[0];
+    let out = linear::linear_forward(
+        x.storage::<f32>(),
+        weight.storage::<f32>(),
+        Some(bias.storage::<f32>()),
+        d_in,
+        d_out,
+        relu,
+    );
+    flex_tensor(out, vec![n, d_out])
+}
+
+/// Backward step of the fast linear layer: input, weight and bias gradients, each only
+/// when its parent is tracked; with a fused ReLU the saved output masks the gradient.
+#[derive(Debug)]
+struct FastLinearBackward;
+
+impl Backward<Flex, 3> for FastLinearBackward {
+    type State = (NodeId, NodeId, Option<FlexTensor>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, output) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
+        let grad = match output {
+            Some(output) => relu_masked(grad, &contiguous_f32(&output)),
+            None => contiguous_f32(&grad),
+        };
+        let (d_in, d_out) = linear_dims(&weight);
+        let g = grad.storage::<f32>();
+        if let Some(node) = node_x {
+            let weight = contiguous_f32(&weight);
+            let dx = linear::linear_backward_input(weight.storage::<f32>(), g, d_in, d_out);
+            grads.register::<Flex>(node.id, flex_tensor(dx, dims(&x)));
+        }
+        if let Some(node) = node_weight {
+            let x = contiguous_f32(&x);
+            let dw = linear::linear_backward_weight(x.storage::<f32>(), g, d_in, d_out);
+            grads.register::<Flex>(node.id, flex_tensor(dw, vec![d_in, d_out]));
+        }
+        if let Some(node) = node_bias {
+            let db = linear::linear_backward_bias(g, d_out);
+            grads.register::<Flex>(node.id, flex_tensor(db, vec![d_out]));
+        }
     }
 }
 
@@ -300,6 +386,34 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(flex_pool_forward(x.primitive(), kernel)),
         }
     }
+
+    fn fast_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        match FastLinearBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out =
+                    flex_linear_forward(x.primitive(), weight.primitive(), bias.primitive(), relu);
+                let saved = relu.then(|| out.clone());
+                prep.finish((x_state, weight_state, saved), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_linear_forward(
+                x.primitive(),
+                weight.primitive(),
+                bias.primitive(),
+                relu,
+            )),
+        }
+    }
 }
 
 const UNSET: u8 = 0;
@@ -415,6 +529,44 @@ fn conv2d_fused(module: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
         weight.into_dispatch(),
         bias.into_dispatch(),
         spec,
+    ))
+}
+
+/// `Linear::forward` for a `[batch, d_in]` input, on the fast path where it applies.
+pub fn linear(module: &Linear, x: Tensor<2>) -> Tensor<2> {
+    linear_fused(module, x, false)
+}
+
+/// `relu(Linear::forward(x))`, fused into one pass on the fast path.
+pub fn linear_relu(module: &Linear, x: Tensor<2>) -> Tensor<2> {
+    linear_fused(module, x, true)
+}
+
+fn linear_fused(module: &Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
+    let weight = module.weight.val();
+    let [d_in, d_out] = weight.dims();
+    let usable = enabled()
+        && x.dims()[1] == d_in
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && is_flex(&x.device());
+    if !usable {
+        let out = module.forward(x);
+        return if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        };
+    }
+    let bias = match &module.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([d_out], &x.device()),
+    };
+    Tensor::<2>::from_dispatch(<Dispatch as FastConvBackend>::fast_linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        relu,
     ))
 }
 

@@ -1,12 +1,11 @@
 //! The CNN of Madry et al. (2018) used for their MNIST challenge.
 
-use crate::fastpath::{conv2d_relu, max_pool2d};
+use crate::fastpath::{conv2d_relu, linear, linear_relu, max_pool2d};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
-use burn::tensor::activation::relu;
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
@@ -53,7 +52,7 @@ impl Classifier for MadryCnn {
         let x = max_pool2d(&self.pool, conv2d_relu(&self.conv1, x));
         let x = max_pool2d(&self.pool, conv2d_relu(&self.conv2, x));
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = relu(self.fc1.forward(x));
-        self.fc2.forward(x)
+        let x = linear_relu(&self.fc1, x);
+        linear(&self.fc2, x)
     }
 }

@@ -1,9 +1,9 @@
 //! A fully connected baseline: no convolutional prior, useful to compare architectures.
 
+use crate::fastpath::{linear, linear_relu};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::{Device, Tensor};
-use burn::tensor::activation::relu;
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
@@ -38,8 +38,8 @@ impl Classifier for Mlp {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = normalize(&self.normalization, images);
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
-        self.fc3.forward(x)
+        let x = linear_relu(&self.fc1, x);
+        let x = linear_relu(&self.fc2, x);
+        linear(&self.fc3, x)
     }
 }

@@ -1,11 +1,10 @@
 //! The small CNN of Wong et al. (2020, "Fast is better than free") for MNIST-sized inputs.
 
-use crate::fastpath::conv2d_relu;
+use crate::fastpath::{conv2d_relu, linear, linear_relu};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
-use burn::tensor::activation::relu;
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
@@ -56,7 +55,7 @@ impl Classifier for SmallCnn {
         let x = conv2d_relu(&self.conv1, x);
         let x = conv2d_relu(&self.conv2, x);
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = relu(self.fc1.forward(x));
-        self.fc2.forward(x)
+        let x = linear_relu(&self.fc1, x);
+        linear(&self.fc2, x)
     }
 }
