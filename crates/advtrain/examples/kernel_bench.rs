@@ -66,6 +66,13 @@ fn conv(name: &str, g: ConvGeometry, reps: usize) {
             std::hint::black_box(kernels::conv2d_backward_weight(&g, &x, &up));
         }),
     );
+    println!(
+        "{name:<14} {:<10} {:>8.2} ms",
+        "bwd-bias",
+        best_ms(reps, || {
+            std::hint::black_box(kernels::conv2d_backward_bias(&g, &up));
+        })
+    );
     let out = kernels::conv2d_forward(&g, &x, &w, Some(&b), true);
     println!(
         "{name:<14} {:<10} {:>8.2} ms",

@@ -109,7 +109,12 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
                 let height = T.min(rows - r0);
                 for (i, tile_row) in tile.iter_mut().enumerate().take(height) {
                     let at = (r0 + i) * cols + c0;
-                    tile_row[..width].copy_from_slice(&src[at..at + width]);
+                    if width == T {
+                        // A fixed-size copy stays in registers (no memcpy call).
+                        *tile_row = src[at..at + T].try_into().expect("T floats");
+                    } else {
+                        tile_row[..width].copy_from_slice(&src[at..at + width]);
+                    }
                 }
                 for j in 0..width {
                     let out = &mut band[j * rows + r0..j * rows + r0 + height];
@@ -124,13 +129,22 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 /// Gradient with respect to the input: `grad · Wᵀ`, `[n, d_in]`.
 pub fn linear_backward_input(weight: &[f32], grad: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
+    linear_backward_input_transposed(&transpose(weight, d_in, d_out), grad, d_in, d_out)
+}
+
+/// [`linear_backward_input`] given `Wᵀ` `[d_out, d_in]` already (see [`transpose`]).
+pub fn linear_backward_input_transposed(
+    weight_t: &[f32],
+    grad: &[f32],
+    d_in: usize,
+    d_out: usize,
+) -> Vec<f32> {
     let n = grad.len().checked_div(d_out).unwrap_or(0);
     let mut dx = vec![0.0f32; n * d_in];
     if dx.is_empty() || d_out == 0 {
         return dx;
     }
-    let weight_t = transpose(weight, d_in, d_out);
-    product(n, d_in, d_out, &mut dx, grad, false, &weight_t);
+    product(n, d_in, d_out, &mut dx, grad, false, weight_t);
     dx
 }
 

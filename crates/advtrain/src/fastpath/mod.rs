@@ -21,6 +21,7 @@ pub mod linear;
 pub mod pool;
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -218,6 +219,38 @@ fn flex_linear_forward(
     flex_tensor(out, vec![n, d_out])
 }
 
+/// The last weight [`transposed_weight`] transposed, and the weight tensor itself.
+struct TransposedWeight {
+    /// Holding this reference keeps the storage shared, so nothing can update it in place
+    /// (burn-flex copies on write when storage is shared): same storage means same values.
+    source: FlexTensor,
+    transposed: Arc<Vec<f32>>,
+}
+
+static LAST_TRANSPOSED: Mutex<Option<TransposedWeight>> = Mutex::new(None);
+
+/// `Wᵀ` for the input gradient, remembered for the last weight: every PGD step of an
+/// attack, and the training step after it, multiply by the same weight, and the
+/// transpose of `madry-cnn`'s 3136×1024 layer costs as much as half the product.
+fn transposed_weight(weight: &FlexTensor) -> Arc<Vec<f32>> {
+    let mut last = LAST_TRANSPOSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = last.as_ref().filter(|c| {
+        Arc::ptr_eq(&c.source.data_arc(), &weight.data_arc())
+            && c.source.layout() == weight.layout()
+            && c.source.dtype() == weight.dtype()
+    }) {
+        return hit.transposed.clone();
+    }
+    let (d_in, d_out) = linear_dims(weight);
+    let contiguous = contiguous_f32(weight);
+    let transposed = Arc::new(linear::transpose(contiguous.storage::<f32>(), d_in, d_out));
+    *last = Some(TransposedWeight {
+        source: weight.clone(),
+        transposed: transposed.clone(),
+    });
+    transposed
+}
+
 /// Backward step of the fast linear layer: input, weight and bias gradients, each only
 /// when its parent is tracked; with a fused ReLU the saved output masks the gradient.
 #[derive(Debug)]
@@ -244,8 +277,8 @@ impl Backward<Flex, 3> for FastLinearBackward {
         let (d_in, d_out) = linear_dims(&weight);
         let g = grad.storage::<f32>();
         if let Some(node) = node_x {
-            let weight = contiguous_f32(&weight);
-            let dx = linear::linear_backward_input(weight.storage::<f32>(), g, d_in, d_out);
+            let weight_t = transposed_weight(&weight);
+            let dx = linear::linear_backward_input_transposed(&weight_t, g, d_in, d_out);
             grads.register::<Flex>(node.id, flex_tensor(dx, dims(&x)));
         }
         if let Some(node) = node_weight {
