@@ -86,8 +86,156 @@ impl ConvGeometry {
     }
 }
 
-/// Unfold one image `[C_in, H, W]` into `col` `[C_in·kh·kw, OH·OW]`.
-fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+/// Strided layers (`small-cnn`'s stride-2 convolutions) unfold rows of a few taps each,
+/// where im2col's per-row bookkeeping costs more than the copying. They go through a
+/// zero-padded copy of the image instead: there, kernel tap `(c, i, j)` of output
+/// position `t` sits at `base(c, i, j) + offsets[t]`, with one `offsets` table for all
+/// taps, so each column row is a branch-free gather.
+struct PaddedTaps {
+    /// Padded height and width.
+    hp: usize,
+    wp: usize,
+    /// `offsets[t]` for output position `t = oy·OW + ox`.
+    offsets: Vec<usize>,
+}
+
+impl PaddedTaps {
+    fn new(g: &ConvGeometry) -> Self {
+        let [oh, ow] = g.out();
+        let hp = g.height + g.padding_begin[0] + g.padding_end[0];
+        let wp = g.width + g.padding_begin[1] + g.padding_end[1];
+        let offsets = (0..oh)
+            .flat_map(|oy| (0..ow).map(move |ox| oy * g.stride[0] * wp + ox * g.stride[1]))
+            .collect();
+        Self { hp, wp, offsets }
+    }
+
+    /// Where tap `(c, i, j)` of output position 0 lies in the padded image.
+    fn base(&self, g: &ConvGeometry, c: usize, i: usize, j: usize) -> usize {
+        c * self.hp * self.wp + i * g.dilation[0] * self.wp + j * g.dilation[1]
+    }
+
+    /// Copy `image` `[C_in, H, W]` into the interior of `padded` (zero border).
+    fn pad(&self, g: &ConvGeometry, image: &[f32], padded: &mut Vec<f32>) {
+        padded.clear();
+        padded.resize(g.channels_in * self.hp * self.wp, 0.0);
+        let (h, w) = (g.height, g.width);
+        for c in 0..g.channels_in {
+            for y in 0..h {
+                let at =
+                    c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
+                padded[at..at + w].copy_from_slice(&image[(c * h + y) * w..(c * h + y + 1) * w]);
+            }
+        }
+    }
+
+    fn im2col(&self, g: &ConvGeometry, padded: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+        let p = self.offsets.len();
+        let [kh, kw] = g.kernel;
+        for c in 0..g.channels_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (c * kh + i) * kw + j;
+                    let src = &padded[self.base(g, c, i, j)..];
+                    let dst = &mut col[row * ld + offset..row * ld + offset + p];
+                    for (d, &o) in dst.iter_mut().zip(&self.offsets) {
+                        *d = src[o];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Add columns `offset..offset + P` of `col` into the padded image `padded`.
+    fn col2im(&self, g: &ConvGeometry, col: &[f32], ld: usize, offset: usize, padded: &mut [f32]) {
+        let p = self.offsets.len();
+        let [kh, kw] = g.kernel;
+        for c in 0..g.channels_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (c * kh + i) * kw + j;
+                    let dst = &mut padded[self.base(g, c, i, j)..];
+                    let src = &col[row * ld + offset..row * ld + offset + p];
+                    for (s, &o) in src.iter().zip(&self.offsets) {
+                        dst[o] += *s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The interior of `padded` into `image`.
+    fn unpad(&self, g: &ConvGeometry, padded: &[f32], image: &mut [f32]) {
+        let (h, w) = (g.height, g.width);
+        for c in 0..g.channels_in {
+            for y in 0..h {
+                let at =
+                    c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
+                image[(c * h + y) * w..(c * h + y + 1) * w].copy_from_slice(&padded[at..at + w]);
+            }
+        }
+    }
+}
+
+/// Whether a layer unfolds through [`PaddedTaps`] (strided) or row copies (stride 1).
+fn use_padded_taps(g: &ConvGeometry) -> bool {
+    g.stride != [1, 1]
+}
+
+/// Unfolds images for one layer, by row copies or through [`PaddedTaps`].
+struct Unfolder<'a> {
+    g: &'a ConvGeometry,
+    taps: Option<PaddedTaps>,
+}
+
+impl<'a> Unfolder<'a> {
+    fn new(g: &'a ConvGeometry) -> Self {
+        let taps = use_padded_taps(g).then(|| PaddedTaps::new(g));
+        Self { g, taps }
+    }
+
+    /// im2col of one image into columns `offset..` of `col` (`scratch`: padding buffer).
+    fn im2col(
+        &self,
+        image: &[f32],
+        col: &mut [f32],
+        ld: usize,
+        offset: usize,
+        scratch: &mut Vec<f32>,
+    ) {
+        match &self.taps {
+            Some(t) => {
+                t.pad(self.g, image, scratch);
+                t.im2col(self.g, scratch, col, ld, offset);
+            }
+            None => im2col(self.g, image, col, ld, offset),
+        }
+    }
+
+    /// col2im of columns `offset..` of `col` into `image` (which must start zeroed).
+    fn col2im(
+        &self,
+        col: &[f32],
+        ld: usize,
+        offset: usize,
+        image: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        match &self.taps {
+            Some(t) => {
+                scratch.clear();
+                scratch.resize(self.g.channels_in * t.hp * t.wp, 0.0);
+                t.col2im(self.g, col, ld, offset, scratch);
+                t.unpad(self.g, scratch, image);
+            }
+            None => col2im(self.g, col, ld, offset, image),
+        }
+    }
+}
+
+/// Unfold one image `[C_in, H, W]` into columns `offset..offset + OH·OW` of `col`, a
+/// row-major `[C_in·kh·kw, ld]` matrix (several images side by side share one GEMM).
+fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
     let [oh, ow] = g.out();
     let [kh, kw] = g.kernel;
     let (h, w) = (g.height, g.width);
@@ -98,7 +246,7 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
             let (y_lo, y_hi) = g.valid_range(0, i, oh);
             for j in 0..kw {
                 let row = (c * kh + i) * kw + j;
-                let dst = &mut col[row * p..(row + 1) * p];
+                let dst = &mut col[row * ld + offset..row * ld + offset + p];
                 let (x_lo, x_hi) = g.valid_range(1, j, ow);
                 dst[..y_lo * ow].fill(0.0);
                 dst[y_hi * ow..].fill(0.0);
@@ -146,8 +294,9 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Fold `col` `[C_in·kh·kw, OH·OW]` back into one image, adding overlapping entries.
-fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+/// Fold columns `offset..offset + OH·OW` of `col` (row-major `[C_in·kh·kw, ld]`) back
+/// into one image, adding overlapping entries.
+fn col2im(g: &ConvGeometry, col: &[f32], ld: usize, offset: usize, image: &mut [f32]) {
     let [oh, ow] = g.out();
     let [kh, kw] = g.kernel;
     let (h, w) = (g.height, g.width);
@@ -158,7 +307,7 @@ fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
             let (y_lo, y_hi) = g.valid_range(0, i, oh);
             for j in 0..kw {
                 let row = (c * kh + i) * kw + j;
-                let src = &col[row * p..(row + 1) * p];
+                let src = &col[row * ld + offset..row * ld + offset + p];
                 let (x_lo, x_hi) = g.valid_range(1, j, ow);
                 let x_off = (j * g.dilation[1]) as isize - g.padding_begin[1] as isize;
                 for oy in y_lo..y_hi {
@@ -243,6 +392,21 @@ fn batch_parallel(batch: usize) -> bool {
     batch >= rayon::current_num_threads()
 }
 
+/// GEMM columns worth gathering into one call: a small layer (`small-cnn`'s second has
+/// 7×7 outputs) multiplied image by image spends more time entering GEMM and packing
+/// than multiplying, so several images' columns are placed side by side.
+const TARGET_COLUMNS: usize = 384;
+
+/// Per-thread scratch: column matrix, GEMM product or gathered gradient, padded image.
+type Buffers = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// Images per GEMM call for this layer, at most `batch`, and few enough that every
+/// thread still gets work.
+fn images_per_gemm(g: &ConvGeometry) -> usize {
+    let per_thread = g.batch.div_ceil(rayon::current_num_threads()).max(1);
+    (TARGET_COLUMNS / g.cols().max(1)).clamp(1, per_thread)
+}
+
 /// Forward convolution: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, kh, kw]`,
 /// optional `bias` `[C_out]`; returns `[N, C_out, OH, OW]`, passed through a ReLU
 /// when `relu` (fused: the output is touched once while still in cache).
@@ -258,30 +422,70 @@ pub fn conv2d_forward(
     if out.is_empty() {
         return out;
     }
-    let one = |col: &mut Vec<f32>, n: usize, out_n: &mut [f32], par: Parallelism| {
-        im2col(g, &x[n * g.image_len()..(n + 1) * g.image_len()], col);
-        matmul(co, p, k, out_n, weight, false, col, false, false, par);
-        for (c, row) in out_n.chunks_exact_mut(p).enumerate() {
-            let b = bias.map_or(0.0, |bias| bias[c]);
-            if relu {
-                row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-            } else if b != 0.0 {
-                row.iter_mut().for_each(|v| *v += b);
+    let per = images_per_gemm(g);
+    let unfold = Unfolder::new(g);
+    let finish = |row: &mut [f32], src: &[f32], c: usize| {
+        let b = bias.map_or(0.0, |bias| bias[c]);
+        if relu {
+            row.iter_mut()
+                .zip(src)
+                .for_each(|(v, s)| *v = (*s + b).max(0.0));
+        } else {
+            row.iter_mut().zip(src).for_each(|(v, s)| *v = *s + b);
+        }
+    };
+    // `group` holds `out_group.len() / (co·p)` consecutive images starting at `first`.
+    let one = |bufs: &mut Buffers, first: usize, out_group: &mut [f32], par| {
+        let images = out_group.len() / (co * p);
+        let ld = images * p;
+        let (col, prod, scratch) = bufs;
+        col.resize(k * ld, 0.0);
+        prod.resize(co * ld, 0.0);
+        for j in 0..images {
+            let n = first + j;
+            let image = &x[n * g.image_len()..(n + 1) * g.image_len()];
+            unfold.im2col(image, col, ld, j * p, scratch);
+        }
+        matmul(co, ld, k, prod, weight, false, col, false, false, par);
+        for (j, out_n) in out_group.chunks_exact_mut(co * p).enumerate() {
+            for (c, row) in out_n.chunks_exact_mut(p).enumerate() {
+                finish(row, &prod[c * ld + j * p..c * ld + (j + 1) * p], c);
             }
         }
     };
     if batch_parallel(g.batch) {
-        out.par_chunks_mut(co * p).enumerate().for_each_init(
-            || vec![0.0f32; k * p],
-            |col, (n, out_n)| one(col, n, out_n, Parallelism::None),
-        );
+        out.par_chunks_mut(per * co * p)
+            .enumerate()
+            .for_each_init(Buffers::default, |bufs, (t, group)| {
+                one(bufs, t * per, group, Parallelism::None)
+            });
     } else {
-        let mut col = vec![0.0f32; k * p];
-        for (n, out_n) in out.chunks_mut(co * p).enumerate() {
-            one(&mut col, n, out_n, Parallelism::Rayon(0));
+        let mut bufs = Buffers::default();
+        for (t, group) in out.chunks_mut(per * co * p).enumerate() {
+            one(&mut bufs, t * per, group, Parallelism::Rayon(0));
         }
     }
     out
+}
+
+/// Copy images `first..first + images` of `grad` (`[N, C_out, P]`) side by side into
+/// `dst` `[C_out, images·P]`.
+fn gather_columns(
+    grad: &[f32],
+    co: usize,
+    p: usize,
+    first: usize,
+    images: usize,
+    dst: &mut Vec<f32>,
+) {
+    let ld = images * p;
+    dst.resize(co * ld, 0.0);
+    for j in 0..images {
+        let grad_n = &grad[(first + j) * co * p..(first + j + 1) * co * p];
+        for (c, row) in grad_n.chunks_exact(p).enumerate() {
+            dst[c * ld + j * p..c * ld + (j + 1) * p].copy_from_slice(row);
+        }
+    }
 }
 
 /// Gradient with respect to the input: `grad` `[N, C_out, OH, OW]` → `[N, C_in, H, W]`.
@@ -291,21 +495,30 @@ pub fn conv2d_backward_input(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> 
     if dx.is_empty() || p == 0 {
         return dx;
     }
-    let one = |col: &mut Vec<f32>, n: usize, dx_n: &mut [f32], par: Parallelism| {
-        let grad_n = &grad[n * co * p..(n + 1) * co * p];
-        // col = Wᵀ · grad_n, with W stored [C_out × K].
-        matmul(k, p, co, col, weight, true, grad_n, false, false, par);
-        col2im(g, col, dx_n);
+    let per = images_per_gemm(g);
+    let unfold = Unfolder::new(g);
+    let one = |bufs: &mut Buffers, first: usize, dx_group: &mut [f32], par| {
+        let images = dx_group.len() / g.image_len();
+        let ld = images * p;
+        let (col, gathered, scratch) = bufs;
+        gather_columns(grad, co, p, first, images, gathered);
+        col.resize(k * ld, 0.0);
+        // col = Wᵀ · grad, with W stored [C_out × K].
+        matmul(k, ld, co, col, weight, true, gathered, false, false, par);
+        for (j, dx_n) in dx_group.chunks_exact_mut(g.image_len()).enumerate() {
+            unfold.col2im(col, ld, j * p, dx_n, scratch);
+        }
     };
     if batch_parallel(g.batch) {
-        dx.par_chunks_mut(g.image_len()).enumerate().for_each_init(
-            || vec![0.0f32; k * p],
-            |col, (n, dx_n)| one(col, n, dx_n, Parallelism::None),
-        );
+        dx.par_chunks_mut(per * g.image_len())
+            .enumerate()
+            .for_each_init(Buffers::default, |bufs, (t, group)| {
+                one(bufs, t * per, group, Parallelism::None)
+            });
     } else {
-        let mut col = vec![0.0f32; k * p];
-        for (n, dx_n) in dx.chunks_mut(g.image_len()).enumerate() {
-            one(&mut col, n, dx_n, Parallelism::Rayon(0));
+        let mut bufs = Buffers::default();
+        for (t, group) in dx.chunks_mut(per * g.image_len()).enumerate() {
+            one(&mut bufs, t * per, group, Parallelism::Rayon(0));
         }
     }
     dx
@@ -318,13 +531,27 @@ pub fn conv2d_backward_input(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> 
 /// that way, which measured about a fifth faster per image than `grad_n · colₙᵀ`.
 pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     let (k, p, co) = (g.rows(), g.cols(), g.channels_out);
+    let per = images_per_gemm(g);
+    let unfold = Unfolder::new(g);
     let accumulate_range = |range: std::ops::Range<usize>, par: Parallelism| {
         let mut dwt = vec![0.0f32; k * co];
-        let mut col = vec![0.0f32; k * p];
-        for (i, n) in range.enumerate() {
-            im2col(g, &x[n * g.image_len()..(n + 1) * g.image_len()], &mut col);
-            let grad_n = &grad[n * co * p..(n + 1) * co * p];
-            matmul(k, co, p, &mut dwt, &col, false, grad_n, true, i > 0, par);
+        let (mut col, mut gathered, mut scratch) = Buffers::default();
+        let mut first = range.start;
+        while first < range.end {
+            let images = per.min(range.end - first);
+            let ld = images * p;
+            col.resize(k * ld, 0.0);
+            for j in 0..images {
+                let n = first + j;
+                let image = &x[n * g.image_len()..(n + 1) * g.image_len()];
+                unfold.im2col(image, &mut col, ld, j * p, &mut scratch);
+            }
+            gather_columns(grad, co, p, first, images, &mut gathered);
+            let accumulate = first > range.start;
+            matmul(
+                k, co, ld, &mut dwt, &col, false, &gathered, true, accumulate, par,
+            );
+            first += images;
         }
         dwt
     };
@@ -333,10 +560,13 @@ pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     }
     let dwt = if batch_parallel(g.batch) {
         let parts = rayon::current_num_threads().min(g.batch);
-        let per = g.batch.div_ceil(parts);
+        let per_part = g.batch.div_ceil(parts);
         (0..parts)
             .into_par_iter()
-            .map(|t| accumulate_range(t * per..((t + 1) * per).min(g.batch), Parallelism::None))
+            .map(|t| {
+                let range = t * per_part..((t + 1) * per_part).min(g.batch);
+                accumulate_range(range, Parallelism::None)
+            })
             .reduce_with(|mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
                 a
