@@ -68,3 +68,49 @@ fn bench_json_has_expected_keys_and_positive_numbers() {
         }
     }
 }
+
+#[test]
+fn bench_workloads_filter_keeps_the_canonical_order_and_rejects_unknown_names() {
+    let run = |workloads: &str| {
+        Command::new(env!("CARGO_BIN_EXE_advtrain"))
+            .args([
+                "bench",
+                "--reps",
+                "1",
+                "--warmup",
+                "0",
+                "--batch",
+                "4",
+                "--models",
+                "small-cnn",
+                "--workloads",
+                workloads,
+                "--json",
+                "-q",
+            ])
+            .output()
+            .expect("advtrain runs")
+    };
+    let out = run("fgsm-rs-step,forward");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let workloads: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(workloads, ["forward", "fgsm-rs-step"]);
+
+    let bad = run("forward,pgd-100");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown workload 'pgd-100'") && err.contains("pgd-at-step"),
+        "{err}"
+    );
+}
