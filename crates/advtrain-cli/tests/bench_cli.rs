@@ -1,25 +1,28 @@
 //! `advtrain bench` runs end to end and its JSON has the documented shape.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-#[test]
-fn bench_json_has_expected_keys_and_positive_numbers() {
-    let out = Command::new(env!("CARGO_BIN_EXE_advtrain"))
+/// `advtrain bench --reps 1 --warmup 0 --models small-cnn --json -q` plus `extra`.
+fn bench(extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_advtrain"))
         .args([
             "bench",
             "--reps",
             "1",
             "--warmup",
             "0",
-            "--batch",
-            "8",
             "--models",
             "small-cnn",
-            "--json",
-            "-q",
         ])
+        .args(extra)
+        .args(["--json", "-q"])
         .output()
-        .expect("advtrain runs");
+        .expect("advtrain runs")
+}
+
+#[test]
+fn bench_json_has_expected_keys_and_positive_numbers() {
+    let out = bench(&["--batch", "8"]);
     assert!(
         out.status.success(),
         "bench failed: {}",
@@ -71,26 +74,7 @@ fn bench_json_has_expected_keys_and_positive_numbers() {
 
 #[test]
 fn bench_workloads_filter_keeps_the_canonical_order_and_rejects_unknown_names() {
-    let run = |workloads: &str| {
-        Command::new(env!("CARGO_BIN_EXE_advtrain"))
-            .args([
-                "bench",
-                "--reps",
-                "1",
-                "--warmup",
-                "0",
-                "--batch",
-                "4",
-                "--models",
-                "small-cnn",
-                "--workloads",
-                workloads,
-                "--json",
-                "-q",
-            ])
-            .output()
-            .expect("advtrain runs")
-    };
+    let run = |workloads: &str| bench(&["--batch", "4", "--workloads", workloads]);
     let out = run("fgsm-rs-step,forward");
     assert!(
         out.status.success(),

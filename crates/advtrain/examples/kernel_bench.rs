@@ -185,7 +185,14 @@ fn linear(name: &str, batch: usize, d_in: usize, d_out: usize, reps: usize) {
     fast("bwd-weight", &|| {
         fl::linear_backward_weight(&xs, &gs, d_in, d_out)
     });
-    fast("transpose", &|| fl::transpose(&ws, d_in, d_out));
+    fast("transpose", &|| {
+        advtrain::fastpath::kernels::transpose(&ws, d_in, d_out)
+    });
+    // The input gradient when the transposed weight is reused (every PGD step after the first).
+    let ws_t = advtrain::fastpath::kernels::transpose(&ws, d_in, d_out);
+    fast("bwd-in Wᵀ", &|| {
+        fl::linear_backward_input_transposed(&ws_t, &gs, d_in, d_out)
+    });
     run("bwd-input", &|| g.clone().matmul(w.clone().transpose()));
     run("bwd-weight", &|| x.clone().transpose().matmul(g.clone()));
 }

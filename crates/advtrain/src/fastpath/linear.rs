@@ -3,12 +3,15 @@
 //!
 //! burn-flex computes the input gradient `grad · Wᵀ` by handing GEMM a transposed view
 //! of the weight; the `gemm` crate packs a large operand read against its stored
-//! orientation slowly (85 GFLOP/s on `madry-cnn`'s 3136×1024 layer against 190 for the
-//! forward product). Transposing the weight once into a scratch buffer and multiplying
-//! row-major operands is about twice as fast, transpose included.
+//! orientation slowly (about 88 GFLOP/s on `madry-cnn`'s 3136×1024 layer against 185–195
+//! for the forward product, `examples/kernel_bench.rs`). Multiplying by a transposed copy
+//! of the weight runs at the forward product's speed; the copy (1.5–2 ms there) is kept
+//! for reuse by the caller (`fastpath::transposed_weight`).
 
-use gemm::{gemm, Parallelism};
+use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::kernels::{matmul, transpose};
 
 /// Multiply-adds above which GEMM splits one product across threads (burn-flex's cut-off).
 const PARALLEL_MACS: usize = 192 * 192 * 192;
@@ -18,46 +21,6 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
-    }
-}
-
-/// `dst[m×n] = a[m×k] · b[k×n]`, all contiguous row-major, except that `a_transposed`
-/// reads `a` from a row-major `[k×m]` buffer.
-fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    a: &[f32],
-    a_transposed: bool,
-    b: &[f32],
-) {
-    assert!(dst.len() == m * n && a.len() == m * k && b.len() == k * n);
-    let (a_cs, a_rs) = if a_transposed { (m, 1) } else { (1, k) };
-    // SAFETY: the asserted lengths are exactly what the strides address, and `dst`
-    // does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
     }
 }
 
@@ -75,7 +38,18 @@ pub fn linear_forward(
     if out.is_empty() {
         return out;
     }
-    product(n, d_out, d_in, &mut out, x, false, weight);
+    matmul(
+        n,
+        d_out,
+        d_in,
+        &mut out,
+        x,
+        false,
+        weight,
+        false,
+        false,
+        parallelism(n, d_out, d_in),
+    );
     if bias.is_some() || relu {
         out.par_chunks_mut(d_out).for_each(|row| {
             if let Some(bias) = bias {
@@ -89,50 +63,12 @@ pub fn linear_forward(
     out
 }
 
-/// `src` `[rows, cols]` → `[cols, rows]`, through 16×16 tiles (one cache line per tile
-/// row on both sides), bands of output rows split across threads.
-pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const T: usize = 16;
-    assert_eq!(src.len(), rows * cols);
-    let mut dst = vec![0.0f32; rows * cols];
-    if dst.is_empty() {
-        return dst;
-    }
-    // Each task owns T output rows, i.e. T source columns c0..c0+width.
-    dst.par_chunks_mut(T * rows)
-        .enumerate()
-        .for_each(|(t, band)| {
-            let c0 = t * T;
-            let width = band.len() / rows;
-            let mut tile = [[0.0f32; T]; T];
-            for r0 in (0..rows).step_by(T) {
-                let height = T.min(rows - r0);
-                for (i, tile_row) in tile.iter_mut().enumerate().take(height) {
-                    let at = (r0 + i) * cols + c0;
-                    if width == T {
-                        // A fixed-size copy stays in registers (no memcpy call).
-                        *tile_row = src[at..at + T].try_into().expect("T floats");
-                    } else {
-                        tile_row[..width].copy_from_slice(&src[at..at + width]);
-                    }
-                }
-                for j in 0..width {
-                    let out = &mut band[j * rows + r0..j * rows + r0 + height];
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = tile[i][j];
-                    }
-                }
-            }
-        });
-    dst
-}
-
 /// Gradient with respect to the input: `grad · Wᵀ`, `[n, d_in]`.
 pub fn linear_backward_input(weight: &[f32], grad: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
     linear_backward_input_transposed(&transpose(weight, d_in, d_out), grad, d_in, d_out)
 }
 
-/// [`linear_backward_input`] given `Wᵀ` `[d_out, d_in]` already (see [`transpose`]).
+/// [`linear_backward_input`] given `Wᵀ` `[d_out, d_in]` already (see [`transpose`](super::kernels::transpose)).
 pub fn linear_backward_input_transposed(
     weight_t: &[f32],
     grad: &[f32],
@@ -144,7 +80,18 @@ pub fn linear_backward_input_transposed(
     if dx.is_empty() || d_out == 0 {
         return dx;
     }
-    product(n, d_in, d_out, &mut dx, grad, false, weight_t);
+    matmul(
+        n,
+        d_in,
+        d_out,
+        &mut dx,
+        grad,
+        false,
+        weight_t,
+        false,
+        false,
+        parallelism(n, d_in, d_out),
+    );
     dx
 }
 
@@ -155,7 +102,18 @@ pub fn linear_backward_weight(x: &[f32], grad: &[f32], d_in: usize, d_out: usize
     if dw.is_empty() || n == 0 {
         return dw;
     }
-    product(d_in, d_out, n, &mut dw, x, true, grad);
+    matmul(
+        d_in,
+        d_out,
+        n,
+        &mut dw,
+        x,
+        true,
+        grad,
+        false,
+        false,
+        parallelism(d_in, d_out, n),
+    );
     dw
 }
 
@@ -186,20 +144,6 @@ mod tests {
             }
         }
         out
-    }
-
-    #[test]
-    fn transpose_round_trips_on_ragged_tiles() {
-        for (r, c) in [(1, 1), (3, 70), (65, 33), (100, 7)] {
-            let a = values(r * c, 1);
-            let t = transpose(&a, r, c);
-            for i in 0..r {
-                for j in 0..c {
-                    assert_eq!(t[j * r + i], a[i * c + j]);
-                }
-            }
-            assert_eq!(transpose(&t, c, r), a);
-        }
     }
 
     /// Forward against the naive product; the gradients as adjoints of the forward:

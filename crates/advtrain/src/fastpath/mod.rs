@@ -31,6 +31,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::Linear;
@@ -243,7 +244,7 @@ fn transposed_weight(weight: &FlexTensor) -> Arc<Vec<f32>> {
     }
     let (d_in, d_out) = linear_dims(weight);
     let contiguous = contiguous_f32(weight);
-    let transposed = Arc::new(linear::transpose(contiguous.storage::<f32>(), d_in, d_out));
+    let transposed = Arc::new(kernels::transpose(contiguous.storage::<f32>(), d_in, d_out));
     *last = Some(TransposedWeight {
         source: weight.clone(),
         transposed: transposed.clone(),
@@ -507,6 +508,23 @@ fn padding_pairs(
     }
 }
 
+/// `out` through burn's ReLU when `relu`: the fallback for layers the fast path skips.
+fn relu_if<const D: usize>(out: Tensor<D>, relu: bool) -> Tensor<D> {
+    if relu {
+        burn::tensor::activation::relu(out)
+    } else {
+        out
+    }
+}
+
+/// The layer's bias, or an untracked zero bias (its gradient is never computed).
+fn bias_or_zeros(bias: &Option<Param<Tensor<1>>>, len: usize, device: &Device) -> Tensor<1> {
+    match bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([len], device),
+    }
+}
+
 /// `Conv2d::forward`, on the fast path where it applies.
 pub fn conv2d(module: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv2d_fused(module, x, false)
@@ -545,18 +563,9 @@ fn conv2d_fused(module: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
         && weight.dtype() == DType::F32
         && is_flex(&x.device());
     if !usable {
-        let out = module.forward(x);
-        return if relu {
-            burn::tensor::activation::relu(out)
-        } else {
-            out
-        };
+        return relu_if(module.forward(x), relu);
     }
-    let bias = match &module.bias {
-        Some(bias) => bias.val(),
-        // An untracked zero bias: its gradient is never computed.
-        None => Tensor::zeros([channels_out], &x.device()),
-    };
+    let bias = bias_or_zeros(&module.bias, channels_out, &x.device());
     Tensor::<4>::from_dispatch(<Dispatch as FastConvBackend>::fast_conv2d(
         x.into_dispatch(),
         weight.into_dispatch(),
@@ -584,17 +593,9 @@ fn linear_fused(module: &Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
         && weight.dtype() == DType::F32
         && is_flex(&x.device());
     if !usable {
-        let out = module.forward(x);
-        return if relu {
-            burn::tensor::activation::relu(out)
-        } else {
-            out
-        };
+        return relu_if(module.forward(x), relu);
     }
-    let bias = match &module.bias {
-        Some(bias) => bias.val(),
-        None => Tensor::zeros([d_out], &x.device()),
-    };
+    let bias = bias_or_zeros(&module.bias, d_out, &x.device());
     Tensor::<2>::from_dispatch(<Dispatch as FastConvBackend>::fast_linear(
         x.into_dispatch(),
         weight.into_dispatch(),
