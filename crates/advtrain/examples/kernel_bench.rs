@@ -1,7 +1,8 @@
 //! Times the fast path's kernels one by one on the layer shapes of `small-cnn` and
 //! `madry-cnn` (batch 128), to see where a training step's time goes.
 //!
-//! `cargo run --release -p advtrain --example kernel_bench [reps]`
+//! `cargo run --release -p advtrain --example kernel_bench [reps] [layer]`
+//! (`layer`: only the layers whose name contains it, e.g. `"small conv2"`)
 //!
 //! Prints the best (least disturbed) milliseconds per call of `reps` and GFLOP/s (2 × multiply-adds) for each
 //! convolution pass, and ms for pooling and the ReLU mask.
@@ -109,6 +110,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(21);
+    let only = std::env::args().nth(2).unwrap_or_default();
+    let wanted = |name: &str| name.contains(only.as_str());
     let n = 128;
     let g = |cin, hw, cout, k, s, p| ConvGeometry {
         batch: n,
@@ -122,15 +125,33 @@ fn main() {
         padding_end: [p, p],
         dilation: [1, 1],
     };
-    conv("small conv1", g(1, 28, 16, 4, 2, 1), reps);
-    conv("small conv2", g(16, 14, 32, 4, 2, 1), reps);
-    conv("madry conv1", g(1, 28, 32, 5, 1, 2), reps);
-    pooling("madry pool1", n * 32, 28, 28, reps);
-    conv("madry conv2", g(32, 14, 64, 5, 1, 2), reps);
-    pooling("madry pool2", n * 64, 14, 14, reps);
-    linear("small fc1", n, 32 * 7 * 7, 100, reps);
-    linear("madry fc1", n, 64 * 7 * 7, 1024, reps);
-    linear("madry fc2", n, 1024, 10, reps);
+    if wanted("small conv1") {
+        conv("small conv1", g(1, 28, 16, 4, 2, 1), reps);
+    }
+    if wanted("small conv2") {
+        conv("small conv2", g(16, 14, 32, 4, 2, 1), reps);
+    }
+    if wanted("madry conv1") {
+        conv("madry conv1", g(1, 28, 32, 5, 1, 2), reps);
+    }
+    if wanted("madry pool1") {
+        pooling("madry pool1", n * 32, 28, 28, reps);
+    }
+    if wanted("madry conv2") {
+        conv("madry conv2", g(32, 14, 64, 5, 1, 2), reps);
+    }
+    if wanted("madry pool2") {
+        pooling("madry pool2", n * 64, 14, 14, reps);
+    }
+    if wanted("small fc1") {
+        linear("small fc1", n, 32 * 7 * 7, 100, reps);
+    }
+    if wanted("madry fc1") {
+        linear("madry fc1", n, 64 * 7 * 7, 1024, reps);
+    }
+    if wanted("madry fc2") {
+        linear("madry fc2", n, 1024, 10, reps);
+    }
 }
 
 /// A linear layer's three products through burn-flex's matmul, as autodiff runs them

@@ -137,6 +137,18 @@ impl ThreatModel {
         (x.clone() + delta).clamp(0.0, 1.0)
     }
 
+    /// One attack iteration: an ascent step of size `alpha` from `x_adv` along `grad`,
+    /// projected back onto the ball around `x` and the box. In L∞ on the CPU backend this
+    /// is one fused pass ([`crate::fastpath::linf_step`]), with the same result bit for bit.
+    pub fn step(&self, x_adv: Tensor<4>, grad: Tensor<4>, alpha: f32, x: &Tensor<4>) -> Tensor<4> {
+        if self.norm == Norm::Linf {
+            if let Some(out) = crate::fastpath::linf_step(&x_adv, &grad, x, alpha, self.eps) {
+                return out;
+            }
+        }
+        self.project(self.ascent_step(x_adv, grad, alpha), x)
+    }
+
     /// One steepest-ascent step of size `alpha` along `grad`: `alpha·sign(g)` in L∞,
     /// `alpha·g/‖g‖` in L2.
     pub fn ascent_step(&self, x_adv: Tensor<4>, grad: Tensor<4>, alpha: f32) -> Tensor<4> {

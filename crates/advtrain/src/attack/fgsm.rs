@@ -70,8 +70,7 @@ impl Fgsm {
             x.clone()
         };
         let g = input_gradient(eval_model, start.clone(), y, self.loss, false);
-        let stepped = self.threat.ascent_step(start, g.grad, self.alpha());
-        self.threat.project(stepped, &x)
+        self.threat.step(start, g.grad, self.alpha(), &x)
     }
 }
 

@@ -145,9 +145,7 @@ impl Pgd {
                 if self.keep_best {
                     best.update(&x_adv, &g.logits, &g.objective);
                 }
-                x_adv = self
-                    .threat
-                    .project(self.threat.ascent_step(x_adv, g.grad, alpha), &x);
+                x_adv = self.threat.step(x_adv, g.grad, alpha, &x);
             }
             if self.keep_best {
                 let logits = eval_model.logits(x_adv.clone());

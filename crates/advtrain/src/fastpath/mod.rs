@@ -19,6 +19,7 @@
 pub mod kernels;
 pub mod linear;
 pub mod pool;
+pub mod step;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
@@ -70,6 +71,16 @@ pub trait FastConvBackend: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         relu: bool,
+    ) -> FloatTensor<Self>;
+    /// One L∞ attack step, fused ([`step`]): `clip₀¹(x + clip_ε(x_adv + α·sign(grad) − x))`.
+    /// Not differentiable: the result is untracked (attack iterates are constants;
+    /// [`linf_step`] only calls it on tensors without autodiff).
+    fn fast_linf_step(
+        x_adv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        alpha: f32,
+        eps: f32,
     ) -> FloatTensor<Self>;
 }
 
@@ -188,6 +199,53 @@ impl FastConvBackend for Flex {
     fn fast_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
         flex_linear_forward(&x, &weight, &bias, relu)
     }
+
+    fn fast_linf_step(
+        x_adv: FlexTensor,
+        grad: FlexTensor,
+        x: FlexTensor,
+        alpha: f32,
+        eps: f32,
+    ) -> FlexTensor {
+        flex_linf_step(x_adv, &grad, &x, alpha, eps)
+    }
+}
+
+/// The fused step, in place when `x_adv`'s buffer is not shared (the previous iterate
+/// is usually dropped by then), else into a copy.
+fn flex_linf_step(
+    x_adv: FlexTensor,
+    grad: &FlexTensor,
+    x: &FlexTensor,
+    alpha: f32,
+    eps: f32,
+) -> FlexTensor {
+    let (grad, x) = (contiguous_f32(grad), contiguous_f32(x));
+    let mut out = contiguous_f32(&x_adv);
+    drop(x_adv);
+    let shape = dims(&out);
+    if let Some(values) = out
+        .try_storage_mut::<f32>()
+        .filter(|v| v.len() == x.storage::<f32>().len())
+    {
+        step::linf_step_in_place(
+            values,
+            grad.storage::<f32>(),
+            x.storage::<f32>(),
+            alpha,
+            eps,
+        );
+        return out;
+    }
+    let mut values = out.storage::<f32>().to_vec();
+    step::linf_step_in_place(
+        &mut values,
+        grad.storage::<f32>(),
+        x.storage::<f32>(),
+        alpha,
+        eps,
+    );
+    flex_tensor(values, shape)
 }
 
 /// `[d_in, d_out]` of a linear layer's weight.
@@ -448,6 +506,22 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
             )),
         }
     }
+
+    fn fast_linf_step(
+        x_adv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        alpha: f32,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(flex_linf_step(
+            x_adv.primitive().clone(),
+            grad.primitive(),
+            x.primitive(),
+            alpha,
+            eps,
+        ))
+    }
 }
 
 const UNSET: u8 = 0;
@@ -602,6 +676,35 @@ fn linear_fused(module: &Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
         bias.into_dispatch(),
         relu,
     ))
+}
+
+/// One L∞ attack step, `clip₀¹(x + clip_ε(x_adv + α·sign(grad) − x))`, fused into one
+/// pass on burn-flex tensors without autodiff (bit-identical to burn's ops); `None`
+/// elsewhere, for the caller to use burn's operations.
+pub fn linf_step(
+    x_adv: &Tensor<4>,
+    grad: &Tensor<4>,
+    x: &Tensor<4>,
+    alpha: f32,
+    eps: f32,
+) -> Option<Tensor<4>> {
+    let device = x.device();
+    let usable = enabled()
+        && device == Device::flex()
+        && x_adv.device() == device
+        && grad.device() == device
+        && x_adv.dims() == x.dims()
+        && grad.dims() == x.dims()
+        && [x_adv.dtype(), grad.dtype(), x.dtype()] == [DType::F32; 3];
+    usable.then(|| {
+        Tensor::<4>::from_dispatch(<Dispatch as FastConvBackend>::fast_linf_step(
+            x_adv.clone().into_dispatch(),
+            grad.clone().into_dispatch(),
+            x.clone().into_dispatch(),
+            alpha,
+            eps,
+        ))
+    })
 }
 
 /// `MaxPool2d::forward`, on the fast path where it applies (kernel = stride,

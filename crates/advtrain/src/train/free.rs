@@ -51,6 +51,6 @@ pub fn next_delta(
     step: f32,
 ) -> Tensor<4> {
     let x_adv = (x.clone() + delta).clamp(0.0, 1.0);
-    let moved = threat.project(threat.ascent_step(x_adv, grad, step), x);
+    let moved = threat.step(x_adv, grad, step, x);
     moved - x.clone()
 }

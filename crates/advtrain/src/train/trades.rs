@@ -48,7 +48,7 @@ impl Trades {
             let g = input_gradient_with(&eval_model, x_adv.clone(), move |adv_logits| {
                 kl_from_logits(target, adv_logits)
             });
-            x_adv = threat.project(threat.ascent_step(x_adv, g.grad, alpha), &x);
+            x_adv = threat.step(x_adv, g.grad, alpha, &x);
         }
         x_adv
     }
