@@ -1,10 +1,10 @@
-//! Where one `fgsm-rs` training step's time goes on `small-cnn` (batch 128): the attack
+//! Where one `fgsm-rs` training step's time goes on `small-cnn` or the model named (batch 128): the attack
 //! (random start, input gradient, the projected step), the training forward pass and loss,
-//! the backward pass and the optimiser update; mean milliseconds over 200 steps after 10
-//! warm-up steps. Complements `kernel_bench` (single kernels) and `advtrain bench` (whole
+//! the backward pass and the optimiser update; mean milliseconds over 200 steps (20 on larger models) after
+//! 10 warm-up steps. Complements `kernel_bench` (single kernels) and `advtrain bench` (whole
 //! steps): the difference between the phases and their kernels is the per-step overhead.
 //!
-//! `cargo run --release -p advtrain --example step_phases`
+//! `cargo run --release -p advtrain --example step_phases [model]`
 
 use advtrain::attack::{cross_entropy, Attack, Fgsm};
 use advtrain::model::{Classifier, ModelKind, ModelShape, ZooModel};
@@ -15,6 +15,14 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use std::time::Instant;
 
+/// `small-cnn` unless the first argument names another model.
+fn kind() -> ModelKind {
+    std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("a model name"))
+        .unwrap_or(ModelKind::SmallCnn)
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,7 +30,7 @@ fn main() {
     attack_phases();
     let device = Device::flex().autodiff();
     let shape = ModelShape::fashion_mnist();
-    let mut model = ZooModel::new(ModelKind::SmallCnn, &shape, None, &device).unwrap();
+    let mut model = ZooModel::new(kind(), &shape, None, &device).unwrap();
     let data_device = device.clone().without_autodiff();
     let b = 128;
     let xs: Vec<f32> = (0..b * 784)
@@ -35,7 +43,11 @@ fn main() {
     let mut opt = OptimizerConfig::sgd().build();
     let mut rng = advtrain::rng::seeded(0);
     let mut acc = [0.0f64; 6];
-    let reps = 200;
+    let reps = if kind() == ModelKind::SmallCnn {
+        200
+    } else {
+        20
+    };
     for r in 0..reps + 10 {
         let t0 = Instant::now();
         let eval = model.valid();
@@ -71,7 +83,7 @@ fn main() {
 fn attack_phases() {
     let device = Device::flex().autodiff();
     let shape = ModelShape::fashion_mnist();
-    let model = ZooModel::new(ModelKind::SmallCnn, &shape, None, &device).unwrap();
+    let model = ZooModel::new(kind(), &shape, None, &device).unwrap();
     let data_device = device.clone().without_autodiff();
     let b = 128;
     let xs: Vec<f32> = (0..b * 784)
@@ -84,7 +96,11 @@ fn attack_phases() {
     let mut rng = advtrain::rng::seeded(0);
     let eval = model.valid();
     let mut acc = [0.0f64; 4];
-    let reps = 300;
+    let reps = if kind() == ModelKind::SmallCnn {
+        300
+    } else {
+        30
+    };
     for r in 0..reps + 10 {
         let t0 = Instant::now();
         let start = threat.random_start(&x, &mut rng);
