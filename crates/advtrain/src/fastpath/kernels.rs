@@ -61,42 +61,26 @@ impl ConvGeometry {
     fn image_len(&self) -> usize {
         self.channels_in * self.height * self.width
     }
-
-    /// Range of output positions `o` along dimension `d` whose input index
-    /// `o·stride + k·dilation − pad` lies inside the image, for kernel offset `k`.
-    fn valid_range(&self, d: usize, k: usize, out_len: usize) -> (usize, usize) {
-        let size = if d == 0 { self.height } else { self.width } as isize;
-        let offset = (k * self.dilation[d]) as isize - self.padding_begin[d] as isize;
-        let stride = self.stride[d] as isize;
-        // first o with o·stride + offset >= 0
-        let lo = if offset >= 0 {
-            0
-        } else {
-            ((-offset) + stride - 1) / stride
-        };
-        // last o with o·stride + offset <= size − 1
-        let hi = if size - 1 - offset < 0 {
-            -1
-        } else {
-            (size - 1 - offset) / stride
-        };
-        let lo = (lo as usize).min(out_len);
-        let hi = ((hi + 1).max(0) as usize).min(out_len);
-        (lo, hi.max(lo))
-    }
 }
 
-/// Strided layers (`small-cnn`'s stride-2 convolutions) unfold rows of a few taps each,
-/// where im2col's per-row bookkeeping costs more than the copying. They go through a
-/// zero-padded copy of the image instead: there, kernel tap `(c, i, j)` of output
-/// position `t` sits at `base(c, i, j) + offsets[t]`, with one `offsets` table for all
-/// taps, so each column row is a branch-free gather.
+/// Every layer unfolds through a zero-padded copy of the image: there, kernel tap
+/// `(c, i, j)` of output position `t` sits at `base(c, i, j) + offsets[t]`, with one
+/// `offsets` table for all taps, so no row needs bounds arithmetic for the padding.
+/// Strided layers (`small-cnn`'s) gather each column row through the table, branch-free.
+/// Layers of stride 1 along the width (`madry-cnn`'s) copy each output row's taps as
+/// one contiguous run, in 8-float blocks; with per-row range checks and fills (the
+/// previous unfold) the many short rows cost more than the copying.
 struct PaddedTaps {
     /// Padded height and width.
     hp: usize,
     wp: usize,
     /// `offsets[t]` for output position `t = oy·OW + ox`.
     offsets: Vec<usize>,
+    /// Output width.
+    ow: usize,
+    /// Whether an output row's taps are contiguous in the padded image (stride 1 along
+    /// the width).
+    rows_contiguous: bool,
 }
 
 impl PaddedTaps {
@@ -107,12 +91,23 @@ impl PaddedTaps {
         let offsets = (0..oh)
             .flat_map(|oy| (0..ow).map(move |ox| oy * g.stride[0] * wp + ox * g.stride[1]))
             .collect();
-        Self { hp, wp, offsets }
+        Self {
+            hp,
+            wp,
+            offsets,
+            ow,
+            rows_contiguous: g.stride[1] == 1,
+        }
     }
 
     /// Where tap `(c, i, j)` of output position 0 lies in the padded image.
     fn base(&self, g: &ConvGeometry, c: usize, i: usize, j: usize) -> usize {
         c * self.hp * self.wp + i * g.dilation[0] * self.wp + j * g.dilation[1]
+    }
+
+    /// Distance in the padded image between the taps of consecutive output rows.
+    fn row_step(&self, g: &ConvGeometry) -> usize {
+        g.stride[0] * self.wp
     }
 
     /// Copy `image` `[C_in, H, W]` into the interior of `padded` (zero border).
@@ -124,7 +119,10 @@ impl PaddedTaps {
             for y in 0..h {
                 let at =
                     c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
-                padded[at..at + w].copy_from_slice(&image[(c * h + y) * w..(c * h + y + 1) * w]);
+                copy_row(
+                    &mut padded[at..at + w],
+                    &image[(c * h + y) * w..(c * h + y + 1) * w],
+                );
             }
         }
     }
@@ -132,14 +130,21 @@ impl PaddedTaps {
     fn im2col(&self, g: &ConvGeometry, padded: &[f32], col: &mut [f32], ld: usize, offset: usize) {
         let p = self.offsets.len();
         let [kh, kw] = g.kernel;
+        let (ow, step) = (self.ow, self.row_step(g));
         for c in 0..g.channels_in {
             for i in 0..kh {
                 for j in 0..kw {
                     let row = (c * kh + i) * kw + j;
                     let src = &padded[self.base(g, c, i, j)..];
                     let dst = &mut col[row * ld + offset..row * ld + offset + p];
-                    for (d, &o) in dst.iter_mut().zip(&self.offsets) {
-                        *d = src[o];
+                    if self.rows_contiguous {
+                        for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
+                            copy_row(out_row, &src[oy * step..oy * step + ow]);
+                        }
+                    } else {
+                        for (d, &o) in dst.iter_mut().zip(&self.offsets) {
+                            *d = src[o];
+                        }
                     }
                 }
             }
@@ -150,14 +155,22 @@ impl PaddedTaps {
     fn col2im(&self, g: &ConvGeometry, col: &[f32], ld: usize, offset: usize, padded: &mut [f32]) {
         let p = self.offsets.len();
         let [kh, kw] = g.kernel;
+        let (ow, step) = (self.ow, self.row_step(g));
         for c in 0..g.channels_in {
             for i in 0..kh {
                 for j in 0..kw {
                     let row = (c * kh + i) * kw + j;
                     let dst = &mut padded[self.base(g, c, i, j)..];
                     let src = &col[row * ld + offset..row * ld + offset + p];
-                    for (s, &o) in src.iter().zip(&self.offsets) {
-                        dst[o] += *s;
+                    if self.rows_contiguous {
+                        for (oy, in_row) in src.chunks_exact(ow).enumerate() {
+                            let d = &mut dst[oy * step..oy * step + ow];
+                            d.iter_mut().zip(in_row).for_each(|(d, s)| *d += *s);
+                        }
+                    } else {
+                        for (s, &o) in src.iter().zip(&self.offsets) {
+                            dst[o] += *s;
+                        }
                     }
                 }
             }
@@ -171,27 +184,52 @@ impl PaddedTaps {
             for y in 0..h {
                 let at =
                     c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
-                image[(c * h + y) * w..(c * h + y + 1) * w].copy_from_slice(&padded[at..at + w]);
+                copy_row(
+                    &mut image[(c * h + y) * w..(c * h + y + 1) * w],
+                    &padded[at..at + w],
+                );
             }
         }
     }
 }
 
-/// Whether a layer unfolds through [`PaddedTaps`] (strided) or row copies (stride 1).
-fn use_padded_taps(g: &ConvGeometry) -> bool {
-    g.stride != [1, 1]
+/// `dst.copy_from_slice(src)` for the short rows (a feature map's width) that im2col
+/// moves: 8-float blocks the compiler keeps in registers, the last one overlapping the
+/// one before (`14 = 8 + 8 − 2`), instead of one `memcpy` call per row, whose call
+/// overhead dominated a 14-float copy.
+#[inline]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    const B: usize = 8;
+    let n = dst.len();
+    assert_eq!(n, src.len());
+    if n < B {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+        return;
+    }
+    let block = |dst: &mut [f32], at: usize| {
+        let b: [f32; B] = src[at..at + B].try_into().expect("8 floats");
+        dst[at..at + B].copy_from_slice(&b);
+    };
+    let mut at = 0;
+    while at + B < n {
+        block(dst, at);
+        at += B;
+    }
+    block(dst, n - B);
 }
 
-/// Unfolds images for one layer, by row copies or through [`PaddedTaps`].
+/// Unfolds images for one layer through [`PaddedTaps`].
 struct Unfolder<'a> {
     g: &'a ConvGeometry,
-    taps: Option<PaddedTaps>,
+    taps: PaddedTaps,
 }
 
 impl<'a> Unfolder<'a> {
     fn new(g: &'a ConvGeometry) -> Self {
-        let taps = use_padded_taps(g).then(|| PaddedTaps::new(g));
-        Self { g, taps }
+        Self {
+            g,
+            taps: PaddedTaps::new(g),
+        }
     }
 
     /// im2col of one image into columns `offset..` of `col` (`scratch`: padding buffer).
@@ -203,16 +241,11 @@ impl<'a> Unfolder<'a> {
         offset: usize,
         scratch: &mut Vec<f32>,
     ) {
-        match &self.taps {
-            Some(t) => {
-                t.pad(self.g, image, scratch);
-                t.im2col(self.g, scratch, col, ld, offset);
-            }
-            None => im2col(self.g, image, col, ld, offset),
-        }
+        self.taps.pad(self.g, image, scratch);
+        self.taps.im2col(self.g, scratch, col, ld, offset);
     }
 
-    /// col2im of columns `offset..` of `col` into `image` (which must start zeroed).
+    /// col2im of columns `offset..` of `col` into `image` (every entry is overwritten).
     fn col2im(
         &self,
         col: &[f32],
@@ -221,120 +254,11 @@ impl<'a> Unfolder<'a> {
         image: &mut [f32],
         scratch: &mut Vec<f32>,
     ) {
-        match &self.taps {
-            Some(t) => {
-                scratch.clear();
-                scratch.resize(self.g.channels_in * t.hp * t.wp, 0.0);
-                t.col2im(self.g, col, ld, offset, scratch);
-                t.unpad(self.g, scratch, image);
-            }
-            None => col2im(self.g, col, ld, offset, image),
-        }
-    }
-}
-
-/// Unfold one image `[C_in, H, W]` into columns `offset..offset + OH·OW` of `col`, a
-/// row-major `[C_in·kh·kw, ld]` matrix (several images side by side share one GEMM).
-fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
-    let [oh, ow] = g.out();
-    let [kh, kw] = g.kernel;
-    let (h, w) = (g.height, g.width);
-    let p = oh * ow;
-    for c in 0..g.channels_in {
-        let plane = &image[c * h * w..(c + 1) * h * w];
-        for i in 0..kh {
-            let (y_lo, y_hi) = g.valid_range(0, i, oh);
-            for j in 0..kw {
-                let row = (c * kh + i) * kw + j;
-                let dst = &mut col[row * ld + offset..row * ld + offset + p];
-                let (x_lo, x_hi) = g.valid_range(1, j, ow);
-                dst[..y_lo * ow].fill(0.0);
-                dst[y_hi * ow..].fill(0.0);
-                let x_off = (j * g.dilation[1]) as isize - g.padding_begin[1] as isize;
-                for oy in y_lo..y_hi {
-                    let iy = oy * g.stride[0] + i * g.dilation[0] - g.padding_begin[0];
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    let out_row = &mut dst[oy * ow..(oy + 1) * ow];
-                    out_row[..x_lo].fill(0.0);
-                    out_row[x_hi..].fill(0.0);
-                    if x_hi <= x_lo {
-                        // this kernel column only ever sees padding on this row
-                        continue;
-                    }
-                    if g.stride[1] == 1 {
-                        let start = (x_lo as isize + x_off) as usize;
-                        copy_short(&mut out_row[x_lo..x_hi], &src[start..start + (x_hi - x_lo)]);
-                    } else {
-                        let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
-                        let taps = src[start..].iter().step_by(g.stride[1]);
-                        for (v, s) in out_row[x_lo..x_hi].iter_mut().zip(taps) {
-                            *v = *s;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `dst.copy_from_slice(src)` for the short rows (a feature map's width) that im2col
-/// moves: in 8-float blocks the compiler keeps in registers, instead of one `memcpy`
-/// call per row, whose call overhead dominated a 14-float copy.
-#[inline]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    debug_assert_eq!(dst.len(), src.len());
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        let block: [f32; 8] = s.try_into().expect("8-float chunk");
-        d.copy_from_slice(&block);
-    }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
-    }
-}
-
-/// Fold columns `offset..offset + OH·OW` of `col` (row-major `[C_in·kh·kw, ld]`) back
-/// into one image, adding overlapping entries.
-fn col2im(g: &ConvGeometry, col: &[f32], ld: usize, offset: usize, image: &mut [f32]) {
-    let [oh, ow] = g.out();
-    let [kh, kw] = g.kernel;
-    let (h, w) = (g.height, g.width);
-    let p = oh * ow;
-    for c in 0..g.channels_in {
-        let plane = &mut image[c * h * w..(c + 1) * h * w];
-        for i in 0..kh {
-            let (y_lo, y_hi) = g.valid_range(0, i, oh);
-            for j in 0..kw {
-                let row = (c * kh + i) * kw + j;
-                let src = &col[row * ld + offset..row * ld + offset + p];
-                let (x_lo, x_hi) = g.valid_range(1, j, ow);
-                let x_off = (j * g.dilation[1]) as isize - g.padding_begin[1] as isize;
-                for oy in y_lo..y_hi {
-                    let iy = oy * g.stride[0] + i * g.dilation[0] - g.padding_begin[0];
-                    let dst = &mut plane[iy * w..(iy + 1) * w];
-                    let in_row = &src[oy * ow..(oy + 1) * ow];
-                    if x_hi <= x_lo {
-                        continue;
-                    }
-                    if g.stride[1] == 1 {
-                        let start = (x_lo as isize + x_off) as usize;
-                        for (d, s) in dst[start..start + (x_hi - x_lo)]
-                            .iter_mut()
-                            .zip(&in_row[x_lo..x_hi])
-                        {
-                            *d += *s;
-                        }
-                    } else {
-                        let start = ((x_lo * g.stride[1]) as isize + x_off) as usize;
-                        let taps = dst[start..].iter_mut().step_by(g.stride[1]);
-                        for (d, v) in taps.zip(&in_row[x_lo..x_hi]) {
-                            *d += *v;
-                        }
-                    }
-                }
-            }
-        }
+        let t = &self.taps;
+        scratch.clear();
+        scratch.resize(self.g.channels_in * t.hp * t.wp, 0.0);
+        t.col2im(self.g, col, ld, offset, scratch);
+        t.unpad(self.g, scratch, image);
     }
 }
 
@@ -438,6 +362,15 @@ const TARGET_COLUMNS: usize = 384;
 /// Per-thread scratch: column matrix, GEMM product or gathered gradient, padded image.
 type Buffers = (Vec<f32>, Vec<f32>, Vec<f32>);
 
+/// The first `len` floats of `buf`, which grows (zero-filled) only when it is too short:
+/// callers overwrite all of what they use, so nothing left from an earlier image shows.
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 /// Images per GEMM call for this layer, at most `batch`, and few enough that every
 /// thread still gets work.
 fn images_per_gemm(g: &ConvGeometry) -> usize {
@@ -465,9 +398,11 @@ pub fn conv2d_forward(
     let finish = |row: &mut [f32], src: &[f32], c: usize| {
         let b = bias.map_or(0.0, |bias| bias[c]);
         if relu {
+            // A select, not `f32::max` (whose NaN rule kept this loop scalar); NaN → 0
+            // either way.
             row.iter_mut()
                 .zip(src)
-                .for_each(|(v, s)| *v = (*s + b).max(0.0));
+                .for_each(|(v, s)| *v = relu_value(*s + b));
         } else {
             row.iter_mut().zip(src).for_each(|(v, s)| *v = *s + b);
         }
@@ -477,8 +412,7 @@ pub fn conv2d_forward(
         let images = out_group.len() / (co * p);
         let ld = images * p;
         let (col, prod, scratch) = bufs;
-        col.resize(k * ld, 0.0);
-        prod.resize(co * ld, 0.0);
+        let (col, prod) = (grow(col, k * ld), grow(prod, co * ld));
         for j in 0..images {
             let n = first + j;
             let image = &x[n * g.image_len()..(n + 1) * g.image_len()];
@@ -506,24 +440,29 @@ pub fn conv2d_forward(
     out
 }
 
-/// Copy images `first..first + images` of `grad` (`[N, C_out, P]`) side by side into
-/// `dst` `[C_out, images·P]`.
-fn gather_columns(
-    grad: &[f32],
+/// Images `first..first + images` of `grad` (`[N, C_out, P]`) side by side as one
+/// `[C_out, images·P]` matrix: the slice of `grad` itself for one image (no copy),
+/// otherwise gathered into `dst`.
+fn gather_columns<'a>(
+    grad: &'a [f32],
     co: usize,
     p: usize,
     first: usize,
     images: usize,
-    dst: &mut Vec<f32>,
-) {
+    dst: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if images == 1 {
+        return &grad[first * co * p..(first + 1) * co * p];
+    }
     let ld = images * p;
-    dst.resize(co * ld, 0.0);
+    let dst = grow(dst, co * ld);
     for j in 0..images {
         let grad_n = &grad[(first + j) * co * p..(first + j + 1) * co * p];
         for (c, row) in grad_n.chunks_exact(p).enumerate() {
             dst[c * ld + j * p..c * ld + (j + 1) * p].copy_from_slice(row);
         }
     }
+    dst
 }
 
 /// Gradient with respect to the input: `grad` `[N, C_out, OH, OW]` → `[N, C_in, H, W]`.
@@ -535,14 +474,18 @@ pub fn conv2d_backward_input(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> 
     }
     let per = images_per_gemm(g);
     let unfold = Unfolder::new(g);
+    // col = Wᵀ · grad. GEMM reads W `[C_out × K]` against its stored orientation slowly
+    // (see `linear`), and Wᵀ is small next to the product, so transpose it once.
+    let weight_t = transpose(weight, co, k);
     let one = |bufs: &mut Buffers, first: usize, dx_group: &mut [f32], par| {
         let images = dx_group.len() / g.image_len();
         let ld = images * p;
         let (col, gathered, scratch) = bufs;
-        gather_columns(grad, co, p, first, images, gathered);
-        col.resize(k * ld, 0.0);
-        // col = Wᵀ · grad, with W stored [C_out × K].
-        matmul(k, ld, co, col, weight, true, gathered, false, false, par);
+        let gathered = gather_columns(grad, co, p, first, images, gathered);
+        let col = grow(col, k * ld);
+        matmul(
+            k, ld, co, col, &weight_t, false, gathered, false, false, par,
+        );
         for (j, dx_n) in dx_group.chunks_exact_mut(g.image_len()).enumerate() {
             unfold.col2im(col, ld, j * p, dx_n, scratch);
         }
@@ -573,21 +516,21 @@ pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     let unfold = Unfolder::new(g);
     let accumulate_range = |range: std::ops::Range<usize>, par: Parallelism| {
         let mut dwt = vec![0.0f32; k * co];
-        let (mut col, mut gathered, mut scratch) = Buffers::default();
+        let (col_buf, gathered_buf, scratch) = &mut Buffers::default();
         let mut first = range.start;
         while first < range.end {
             let images = per.min(range.end - first);
             let ld = images * p;
-            col.resize(k * ld, 0.0);
+            let col = grow(col_buf, k * ld);
             for j in 0..images {
                 let n = first + j;
                 let image = &x[n * g.image_len()..(n + 1) * g.image_len()];
-                unfold.im2col(image, &mut col, ld, j * p, &mut scratch);
+                unfold.im2col(image, col, ld, j * p, scratch);
             }
-            gather_columns(grad, co, p, first, images, &mut gathered);
+            let gathered = gather_columns(grad, co, p, first, images, gathered_buf);
             let accumulate = first > range.start;
             matmul(
-                k, co, ld, &mut dwt, &col, false, &gathered, true, accumulate, par,
+                k, co, ld, &mut dwt, col, false, gathered, true, accumulate, par,
             );
             first += images;
         }
@@ -614,6 +557,17 @@ pub fn conv2d_backward_weight(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
         accumulate_range(0..g.batch, Parallelism::Rayon(0))
     };
     transpose(&dwt, k, co)
+}
+
+/// `max(v, 0)` written as a select, which the compiler vectorises (`f32::max`'s NaN
+/// rule kept such loops scalar); NaN maps to 0, as `f32::max(NaN, 0.0)` does.
+#[inline(always)]
+pub(super) fn relu_value(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
 }
 
 /// Zero the gradient where a fused ReLU's output was not positive (its derivative is 0 there).
@@ -678,6 +632,17 @@ fn lane_sum(values: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_row_copies_every_length_exactly() {
+        // below, at and above one 8-float block, and with an overlapping last block
+        for n in 0..41 {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            let mut dst = vec![-1.0f32; n];
+            copy_row(&mut dst, &src);
+            assert_eq!(dst, src, "length {n}");
+        }
+    }
 
     /// Plain seven-loop convolution, the reference for the kernels.
     fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {

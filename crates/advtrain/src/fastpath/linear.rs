@@ -11,7 +11,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::kernels::{matmul, transpose};
+use super::kernels::{matmul, relu_value, transpose};
 
 /// Multiply-adds above which GEMM splits one product across threads (burn-flex's cut-off).
 const PARALLEL_MACS: usize = 192 * 192 * 192;
@@ -51,14 +51,16 @@ pub fn linear_forward(
         parallelism(n, d_out, d_in),
     );
     if bias.is_some() || relu {
-        out.par_chunks_mut(d_out).for_each(|row| {
-            if let Some(bias) = bias {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += *b);
-            }
-            if relu {
-                row.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-        });
+        out.par_chunks_mut(d_out)
+            .for_each(|row| match (bias, relu) {
+                (Some(bias), true) => row
+                    .iter_mut()
+                    .zip(bias)
+                    .for_each(|(v, b)| *v = relu_value(*v + *b)),
+                (Some(bias), false) => row.iter_mut().zip(bias).for_each(|(v, b)| *v += *b),
+                (None, true) => row.iter_mut().for_each(|v| *v = relu_value(*v)),
+                (None, false) => {}
+            });
     }
     out
 }
