@@ -398,8 +398,6 @@ pub fn conv2d_forward(
     let finish = |row: &mut [f32], src: &[f32], c: usize| {
         let b = bias.map_or(0.0, |bias| bias[c]);
         if relu {
-            // A select, not `f32::max` (whose NaN rule kept this loop scalar); NaN → 0
-            // either way.
             row.iter_mut()
                 .zip(src)
                 .for_each(|(v, s)| *v = relu_value(*s + b));
