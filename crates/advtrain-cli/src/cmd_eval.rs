@@ -9,7 +9,7 @@ use advtrain::eval::checks::{self, ChecksConfig, Verdict};
 use advtrain::eval::ensemble::{self, EnsemblePreset};
 use advtrain::eval::{self, CurvePoint};
 use advtrain::model::ZooModel;
-use advtrain::run::{self, files, EvalRecord, Summary};
+use advtrain::run::{files, EvalRecord, Summary};
 use advtrain::threat::{Norm, ThreatModel};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -282,12 +282,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         tag.push_str(&format!("-n{}", test.len()));
     }
     let path = loaded.dir.join(files::eval(&tag));
-    run::write_json(&path, &record)?;
+    advtrain::io::write_json(&path, &record)?;
     let summary_path = loaded.dir.join(files::SUMMARY);
-    if let Ok(mut summary) = run::read_json::<Summary>(&summary_path) {
+    if let Ok(mut summary) = advtrain::io::read_json::<Summary>(&summary_path) {
         if summary.n_test == record.n {
             summary.absorb(&record);
-            run::write_json(&summary_path, &summary)?;
+            advtrain::io::write_json(&summary_path, &summary)?;
         }
     }
     println!("attack:           {}", result.attack);
@@ -321,7 +321,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             println!("  {tag} {}. {}: {}", c.id, c.name, c.detail);
         }
         let checks_path = loaded.dir.join("checks.json");
-        run::write_json(&checks_path, &results)?;
+        advtrain::io::write_json(&checks_path, &results)?;
         println!("written:          {}", checks_path.display());
     }
     crate::cmd_report::refresh(&loaded.dir, &device);

@@ -135,6 +135,8 @@ pub fn train(args: TrainArgs, s: TrainSettings) -> Result<()> {
             TextModelKind::CharCnn => 0.003,
         }),
         seed,
+        schedule: advtrain::train::Schedule::Constant,
+        monitor: advtrain::text::train::text_monitor(),
     };
     config.validate()?;
     let eval_attacks = parse_attacks(s.eval_attacks.as_deref().unwrap_or("deepwordbug"), budget)?;
@@ -369,8 +371,8 @@ pub fn attack(args: AttackArgs) -> Result<()> {
     html.push_str("</table></body></html>\n");
     let pairs = args.out.join("pairs.jsonl");
     let page = args.out.join("pairs.html");
-    advtrain::run::write_atomic(&pairs, jsonl.as_bytes())?;
-    advtrain::run::write_atomic(&page, html.as_bytes())?;
+    advtrain::io::write_atomic(&pairs, jsonl.as_bytes())?;
+    advtrain::io::write_atomic(&page, html.as_bytes())?;
     print_record(&record);
     for (i, r) in idx
         .iter()

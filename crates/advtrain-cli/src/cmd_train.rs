@@ -7,7 +7,7 @@ use advtrain::data::{Augment, DatasetName, Split};
 use advtrain::eval;
 use advtrain::model::{self, ModelKind, ModelShape, Normalization, ZooModel};
 use advtrain::progress::Progress;
-use advtrain::run::{self, files, BestCheckpoint, EvalRecord, RunConfig, Summary};
+use advtrain::run::{files, BestCheckpoint, EvalRecord, RunConfig, Summary};
 use advtrain::train::{
     self, checkpoint, EpochMetrics, EpochObserver, MethodConfig, OptimizerConfig, Schedule,
     TrainConfig, TrainOptions, BEST_MODEL,
@@ -384,7 +384,7 @@ struct RunWriter<'a> {
 
 impl EpochObserver<ZooModel> for RunWriter<'_> {
     fn on_epoch(&mut self, m: &EpochMetrics, model: &ZooModel) -> advtrain::Result<()> {
-        run::append_jsonl(&self.dir.join(files::METRICS), m)?;
+        advtrain::io::append_jsonl(&self.dir.join(files::METRICS), m)?;
         model::save_safetensors(model, &self.dir.join(files::MODEL))?;
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
         let mut line = format!(
@@ -430,7 +430,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     files::CONFIG
                 );
             }
-            let config: RunConfig = run::read_toml(&dir.join(files::CONFIG))?;
+            let config: RunConfig = advtrain::io::read_toml(&dir.join(files::CONFIG))?;
             let (ckpt, path, warnings) = checkpoint::load_latest(dir)?;
             for w in warnings {
                 bars.note(&format!("warning: {w}"));
@@ -457,7 +457,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 text.push_str(&serde_json::to_string(m)?);
                 text.push('\n');
             }
-            run::write_atomic(&dir.join(files::METRICS), text.as_bytes())?;
+            advtrain::io::write_atomic(&dir.join(files::METRICS), text.as_bytes())?;
             (config, dir.clone(), Some(ckpt))
         }
         None => {
@@ -493,7 +493,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let (train_set, val_set) = full_train.split_validation(config.val_size, t.seed)?;
     if resume.is_none() {
-        run::write_toml(&out.join(files::CONFIG), &config)?;
+        advtrain::io::write_toml(&out.join(files::CONFIG), &config)?;
     }
     bars.note(&format!(
         "advtrain {}: {} on {} ({} train / {} val / {} test), {} {} eps={} for {} epochs -> {}",
@@ -603,7 +603,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             t.seed,
             &dataset.class_names(),
         );
-        run::write_json(&out.join(files::eval("pgd")), &record)?;
+        advtrain::io::write_json(&out.join(files::eval("pgd")), &record)?;
         summary.absorb(&record);
         println!(
             "robust accuracy:  {}  (PGD-{}, {} restart(s), {} eps={})",
@@ -674,7 +674,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         summary.best_checkpoint = Some(record);
     }
-    run::write_json(&out.join(files::SUMMARY), &summary)?;
+    advtrain::io::write_json(&out.join(files::SUMMARY), &summary)?;
     crate::cmd_report::refresh(&out, &device);
     Ok(())
 }

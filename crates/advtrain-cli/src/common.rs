@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use advtrain::data::{self, Dataset, DatasetName, Split};
 use advtrain::model::{self, ZooModel};
-use advtrain::run::{self, files, RunConfig};
+use advtrain::run::{files, RunConfig};
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 use clap::Args;
@@ -98,7 +98,7 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
     if !dir.is_dir() {
         bail!("{}: no such run directory", dir.display());
     }
-    let config: RunConfig = run::read_toml(&dir.join(files::CONFIG))?;
+    let config: RunConfig = advtrain::io::read_toml(&dir.join(files::CONFIG))?;
     let dataset: DatasetName = config
         .dataset
         .parse()

@@ -21,7 +21,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use burn::optim::GradientsParams;
 use burn::prelude::{Device, Int, Module, Tensor, TensorData};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -30,7 +29,7 @@ use crate::attack::{Attack, Pgd};
 use crate::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use crate::rng;
 use crate::threat::ThreatModel;
-use crate::train::{self, MethodConfig, OptimizerConfig};
+use crate::train::{MethodConfig, OptimizerConfig, StepContext};
 use crate::{Error, Result};
 
 /// The L∞ radius used by every attack workload.
@@ -468,16 +467,30 @@ pub fn bench_model(
                 } else {
                     "pgd-at"
                 })?;
-                let mut live = model.clone().train();
+                let mut step = method.image_step::<ZooModel>();
+                let mut live = Some(model.clone().train());
                 let mut optimizer = OptimizerConfig::sgd().build();
                 let mut failed = None;
                 let times = time_reps(config.warmup, config.reps, || {
-                    let b =
-                        train::batch_loss(&method, &live, x.clone(), y.clone(), threat, &mut rng);
-                    let loss = b.loss.clone().into_scalar::<f32>();
-                    std::hint::black_box(loss);
-                    let grads = GradientsParams::from_grads(b.loss.backward(), &live);
-                    live = optimizer.step(BENCH_LR, live.clone(), grads);
+                    let Some(current) = live.take() else { return };
+                    let mut ctx = StepContext {
+                        optimizer: &mut optimizer,
+                        lr: BENCH_LR,
+                        threat,
+                        step_scale: 1.0,
+                        rng: &mut rng,
+                        device: &data_device,
+                        epoch: 0,
+                        batch: 0,
+                        kept: "",
+                    };
+                    match step.step(current, (x.clone(), y.clone()), &mut ctx) {
+                        Ok(out) => {
+                            std::hint::black_box(out.loss);
+                            live = Some(out.model);
+                        }
+                        Err(e) => failed = Some(e),
+                    }
                     if let Err(e) = sync(device) {
                         failed = Some(e);
                     }

@@ -3,8 +3,11 @@
 //! Adversarial attacks, adversarial training and honest robustness evaluation for image
 //! classifiers written with [burn](https://burn.dev).
 //!
-//! The flow is one-directional:
-//! `data` → `model` → `attack` → `train` → `eval` → `report`.
+//! The modules form layers, and a module uses only its own layer and those below it
+//! (`scripts/check_layers.sh` checks this in CI):
+//! `rng`, `io`, `error` → `threat`, `loss` → `data`, `model` → `attack` → `eval` → `train`
+//! → `run` → `report`. `text` puts its own data, models, attacks, evaluation, training and
+//! runs on the same layers; `fastpath` is a leaf (the only `unsafe` code).
 //!
 //! A model is anything implementing [`model::Classifier`]: a burn `Module` that maps images
 //! with values in `[0, 1]` (shape `[batch, channels, height, width]`) to logits. Any input
@@ -29,6 +32,8 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fastpath;
+pub mod io;
+pub mod loss;
 pub mod model;
 pub mod progress;
 pub mod report;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use advtrain::eval::checks::{Check, Verdict};
 use advtrain::eval::{Accuracy, CurvePoint};
 use advtrain::report::{self, ReportData};
-use advtrain::run::{self, ClassAccuracy, EvalRecord, PerExample, Summary};
+use advtrain::run::{ClassAccuracy, EvalRecord, PerExample, Summary};
 use advtrain::threat::Norm;
 use advtrain::train::{EpochMetrics, MonitorEvent};
 
@@ -59,6 +59,7 @@ fn epoch(e: usize, loss: f64, clean: f64, fgsm: f64, pgd: f64) -> EpochMetrics {
         best_epoch: Some(e.min(2)),
         epoch_seconds: 1.0,
         train_images_per_second: 100.0,
+        extra: Default::default(),
     }
 }
 
@@ -143,7 +144,7 @@ fn checks() -> Vec<Check> {
 fn full_run(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    run::write_json(&dir.join("summary.json"), &summary(0.835, Some(0.62))).unwrap();
+    advtrain::io::write_json(&dir.join("summary.json"), &summary(0.835, Some(0.62))).unwrap();
     let mut lines = vec![
         epoch(1, 1.25, 0.70, 0.55, 0.45),
         epoch(2, 0.90, 0.80, 0.66, 0.58),
@@ -164,14 +165,14 @@ fn full_run(root: &Path, name: &str) -> PathBuf {
         },
     ];
     for m in &lines {
-        run::append_jsonl(&dir.join("metrics.jsonl"), m).unwrap();
+        advtrain::io::append_jsonl(&dir.join("metrics.jsonl"), m).unwrap();
     }
-    run::write_json(
+    advtrain::io::write_json(
         &dir.join("eval-pgd.json"),
         &eval_record(0.835, 0.62, Some(vec![(0.0, 167), (0.05, 150), (0.1, 124)])),
     )
     .unwrap();
-    run::write_json(&dir.join("checks.json"), &checks()).unwrap();
+    advtrain::io::write_json(&dir.join("checks.json"), &checks()).unwrap();
     dir
 }
 
@@ -182,8 +183,8 @@ fn chart_data_equals_the_records() {
     // A second run with only a summary and a checklist: its ε-curve comes from check 1.
     let b = root.join("run-b");
     std::fs::create_dir_all(&b).unwrap();
-    run::write_json(&b.join("summary.json"), &summary(0.91, Some(0.02))).unwrap();
-    run::write_json(&b.join("checks.json"), &checks()).unwrap();
+    advtrain::io::write_json(&b.join("summary.json"), &summary(0.91, Some(0.02))).unwrap();
+    advtrain::io::write_json(&b.join("checks.json"), &checks()).unwrap();
 
     let mut data = ReportData::load(&[&a, &b]).unwrap();
     assert_eq!(data.runs[0].name, "run-a");
@@ -292,7 +293,7 @@ fn missing_records_give_one_line_notes() {
     let full = full_run(&root, "full");
     let bare = root.join("bare");
     std::fs::create_dir_all(&bare).unwrap();
-    run::write_json(&bare.join("summary.json"), &summary(0.9, None)).unwrap();
+    advtrain::io::write_json(&bare.join("summary.json"), &summary(0.9, None)).unwrap();
 
     let data = ReportData::load(&[&full, &bare]).unwrap();
     let r = &data.runs[1];

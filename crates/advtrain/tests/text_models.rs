@@ -214,6 +214,8 @@ fn standard_training_learns_a_keyword_task() {
             batch_size: 16,
             lr: 0.02,
             seed: 0,
+            schedule: advtrain::train::Schedule::Constant,
+            monitor: advtrain::text::train::text_monitor(),
         };
         let mut epochs = 0;
         let trained = train_text(

@@ -8,7 +8,7 @@
 mod any;
 mod apgd;
 mod fgsm;
-mod loss;
+
 mod pgd;
 mod square;
 
@@ -17,10 +17,10 @@ use burn::prelude::{Int, Tensor, TensorData};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+pub use crate::loss::{cross_entropy, cw_margin, dlr, dlr_targeted, kl_from_logits, AttackLoss};
 pub use any::AnyAttack;
 pub use apgd::{Apgd, ApgdLoss, ApgdTargeted};
 pub use fgsm::Fgsm;
-pub use loss::{cross_entropy, cw_margin, dlr, dlr_targeted, kl_from_logits, AttackLoss};
 pub use pgd::Pgd;
 pub use square::{Square, SquareLoss};
 

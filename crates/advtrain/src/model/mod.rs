@@ -262,7 +262,7 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> R
         path: path.to_path_buf(),
         message,
     })?;
-    crate::run::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// A module's parameters as SafeTensors bytes (for checkpoints and in-memory snapshots).

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::eval::checks::{Check, Verdict};
-use crate::run::{self, files, EvalRecord, RunConfig, Summary};
+use crate::run::{files, EvalRecord, RunConfig, Summary};
 use crate::train::{EpochMetrics, MonitorEvent};
 use crate::{Error, Result};
 
@@ -61,16 +61,16 @@ impl RunReport {
         if !summary_path.is_file() {
             return Err(not_a_run(dir, "it has no summary.json"));
         }
-        let summary: Summary = run::read_json(&summary_path)?;
+        let summary: Summary = crate::io::read_json(&summary_path)?;
         let config_path = dir.join(files::CONFIG);
         let config = if config_path.is_file() {
-            Some(run::read_toml::<RunConfig>(&config_path)?)
+            Some(crate::io::read_toml::<RunConfig>(&config_path)?)
         } else {
             None
         };
         let metrics_path = dir.join(files::METRICS);
         let metrics = if metrics_path.is_file() {
-            Some(run::read_jsonl::<EpochMetrics>(&metrics_path)?)
+            Some(crate::io::read_jsonl::<EpochMetrics>(&metrics_path)?)
         } else {
             None
         };
@@ -84,13 +84,13 @@ impl RunReport {
         let evals = names
             .into_iter()
             .map(|file| {
-                let record = run::read_json::<EvalRecord>(&dir.join(&file))?;
+                let record = crate::io::read_json::<EvalRecord>(&dir.join(&file))?;
                 Ok(EvalFile { file, record })
             })
             .collect::<Result<Vec<_>>>()?;
         let checks_path = dir.join(CHECKS);
         let checks = if checks_path.is_file() {
-            Some(run::read_json::<Vec<Check>>(&checks_path)?)
+            Some(crate::io::read_json::<Vec<Check>>(&checks_path)?)
         } else {
             None
         };

@@ -9,27 +9,7 @@ use base64::Engine as _;
 use super::charts::{self, run_colour_css};
 use super::data::{self, ReportData};
 use crate::eval::checks::Verdict;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        push_escaped(&mut out, c);
-    }
-    out
-}
-
-/// Appends one character, escaped as [`escape`] does.
-pub(crate) fn push_escaped(out: &mut String, c: char) {
-    match c {
-        '&' => out.push_str("&amp;"),
-        '<' => out.push_str("&lt;"),
-        '>' => out.push_str("&gt;"),
-        '"' => out.push_str("&quot;"),
-        '\'' => out.push_str("&#39;"),
-        c => out.push(c),
-    }
-}
+pub use crate::io::escape_html as escape;
 
 /// The one-line note that stands in for a section a run has no data for.
 pub fn note(run: &str, what: &str) -> String {

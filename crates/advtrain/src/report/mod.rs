@@ -18,8 +18,8 @@ pub use data::{
     EvalFile, ReportData, RunReport, TradeoffPoint, TrainingCurves, CHECKS,
 };
 pub use examples::{adversarial_grid, load_examples, save_examples, AdversarialExamples};
+pub(crate) use html::STYLE;
 pub use html::{escape, note, render_html};
-pub(crate) use html::{push_escaped, STYLE};
 
 /// The report's file name inside a run directory.
 pub const REPORT: &str = "report.html";
@@ -47,6 +47,6 @@ pub fn write_report<P: AsRef<Path>>(
         }
     }
     let path = out.map_or_else(|| default_report_path(dirs), Path::to_path_buf);
-    crate::run::write_atomic(&path, render_html(&data).as_bytes())?;
+    crate::io::write_atomic(&path, render_html(&data).as_bytes())?;
     Ok(path)
 }

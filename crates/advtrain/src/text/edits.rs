@@ -434,7 +434,7 @@ fn invisible_name(c: char) -> String {
     }
 }
 
-use crate::report::push_escaped as push_html_escaped;
+use crate::io::push_html_escaped;
 
 /// [`highlight`] as HTML: escaped text, changed runs in `<mark>`, and invisible characters
 /// spelled out (`<mark title="U+200B">⟨ZWSP⟩</mark>`) so a reader sees them.

@@ -5,9 +5,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::attack::TextAttackResult;
+use super::attack::{TextAttackConfig, TextAttackResult};
 use super::model::TextModel;
-use super::train::TextAttackConfig;
 use super::TextDataset;
 use crate::{Error, Result};
 

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::canon::Canonicalizer;
 use super::encode::{table_row, TextEncoder};
 use super::{TextClassifier, Token, WhiteBoxText};
-use crate::attack::cross_entropy;
 use crate::fastpath::conv2d_relu;
+use crate::loss::cross_entropy;
 use crate::{Error, Result};
 
 /// Which text architecture.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::edits::highlight_html;
 use super::run::{TextRun, TextRunConfig};
-use crate::report::{escape, STYLE};
+use crate::io::escape_html as escape;
+use crate::report::STYLE;
 use crate::Result;
 
 /// Examples of successful evasions shown per run and attack.
@@ -69,7 +70,7 @@ pub fn write_text_report<P: AsRef<Path>>(dirs: &[P], out: &Path) -> Result<PathB
         runs.push(Loaded { name, run, config });
     }
     let html = render(&runs)?;
-    crate::run::write_atomic(out, html.as_bytes())?;
+    crate::io::write_atomic(out, html.as_bytes())?;
     Ok(out.to_path_buf())
 }
 

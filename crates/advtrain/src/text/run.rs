@@ -20,8 +20,8 @@ use super::attack::TextAttackResult;
 use super::eval::TextEvalRecord;
 use super::model::{TextModel, TextNet};
 use super::train::{TextEpochRecord, TextTrainConfig};
+use crate::io::{append_jsonl, read_json, read_jsonl, read_toml, write_json, write_toml};
 use crate::model::{load_safetensors, save_safetensors};
-use crate::run::{append_jsonl, read_json, read_jsonl, read_toml, write_json, write_toml};
 use crate::{Error, Result};
 
 pub const CONFIG: &str = "config.toml";
@@ -164,7 +164,7 @@ impl TextRun {
             })?);
             body.push('\n');
         }
-        crate::run::write_atomic(&examples, body.as_bytes())?;
+        crate::io::write_atomic(&examples, body.as_bytes())?;
         write_json(&self.dir.join(format!("eval-{stem}.json")), record)
     }
 

@@ -23,7 +23,7 @@ use burn::prelude::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::monitor::MonitorEvent;
-use super::{EpochMetrics, TrainConfig};
+use super::EpochMetrics;
 use crate::rng::RngState;
 use crate::{Error, Result};
 
@@ -53,8 +53,9 @@ pub struct BestRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     pub format_version: u32,
-    /// The configuration the run was started with (a resume must match it).
-    pub config: TrainConfig,
+    /// The configuration the run was started with, as the task records it (a resume must
+    /// match it).
+    pub config: serde_json::Value,
     /// 0-based index of the epoch in progress (`config.epochs` when training is done).
     pub epoch: usize,
     /// Batches of that epoch already trained on.
@@ -86,10 +87,63 @@ pub struct TrainState {
     pub best_alignment: Option<f64>,
     /// The model's parameter ids in traversal order (the optimiser state is keyed by them).
     pub param_ids: Vec<u64>,
-    /// Shape of free adversarial training's carried perturbation (`free_delta` part).
-    pub free_delta_dims: Option<[usize; 4]>,
     /// Why the monitor stopped the run, if it did.
     pub stopped: Option<String>,
+    /// Learning rate of the last batch trained (recorded in the epoch's metrics).
+    #[serde(default)]
+    pub last_lr: f64,
+    /// ε of the last batch trained (recorded in the epoch's metrics).
+    #[serde(default)]
+    pub last_eps: f32,
+}
+
+impl TrainState {
+    /// The state of a run about to start.
+    pub fn fresh(
+        config: serde_json::Value,
+        rng: &crate::rng::AdvRng,
+        val_rng: &crate::rng::AdvRng,
+        param_ids: Vec<u64>,
+    ) -> Self {
+        TrainState {
+            format_version: FORMAT_VERSION,
+            config,
+            epoch: 0,
+            batch: 0,
+            rng_epoch_start: RngState::of(rng),
+            rng: RngState::of(rng),
+            val_rng: RngState::of(val_rng),
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+            epoch_seconds: 0.0,
+            train_seconds: 0.0,
+            total_seconds: 0.0,
+            step_scale: 1.0,
+            rollbacks: 0,
+            history: Vec::new(),
+            pending_events: Vec::new(),
+            pending_checks: Vec::new(),
+            best: None,
+            best_alignment: None,
+            param_ids,
+            stopped: None,
+            last_lr: 0.0,
+            last_eps: 0.0,
+        }
+    }
+
+    /// Moves on to the next epoch: its running sums start at zero.
+    pub fn next_epoch(&mut self, total_seconds: f64) {
+        self.epoch += 1;
+        self.batch = 0;
+        self.loss_sum = 0.0;
+        self.correct = 0;
+        self.seen = 0;
+        self.epoch_seconds = 0.0;
+        self.train_seconds = 0.0;
+        self.total_seconds = total_seconds;
+    }
 }
 
 /// A checkpoint: its state and its binary parts (`model`, `optimizer`, and optionally
@@ -218,7 +272,7 @@ impl<'a> Reader<'a> {
 pub fn write(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
     let bytes = ckpt.to_bytes()?;
     let next = dir.join(".checkpoint.next.ckpt");
-    crate::run::write_atomic(&next, &bytes)?;
+    crate::io::write_atomic(&next, &bytes)?;
     let current = dir.join(CHECKPOINT);
     if current.exists() {
         fs::rename(&current, dir.join(PREVIOUS)).map_err(|e| Error::io(&current, e))?;

@@ -51,4 +51,11 @@ impl TrainingMethod for FgsmRs {
             logits: logits.without_autodiff(),
         }
     }
+
+    fn with_step_scale(&self, scale: f32, _eps: f32) -> Self {
+        Self {
+            alpha_factor: self.alpha_factor * scale,
+            ..self.clone()
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use burn::prelude::{Int, Tensor};
 use burn::tensor::activation::softmax;
 
+use super::step::scaled_step;
 use super::{BatchLoss, PgdAt, TrainingMethod};
 use crate::attack::{cross_entropy, kl_from_logits, Attack};
 use crate::model::Classifier;
@@ -64,6 +65,13 @@ impl TrainingMethod for Mart {
         BatchLoss {
             loss,
             logits: adv_logits.without_autodiff(),
+        }
+    }
+
+    fn with_step_scale(&self, scale: f32, eps: f32) -> Self {
+        Self {
+            step_size: scaled_step(self.steps, self.step_size, scale, eps),
+            ..self.clone()
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use burn::prelude::{Int, Tensor};
 
+use super::step::scaled_step;
 use super::{BatchLoss, PgdAt, TrainingMethod};
 use crate::attack::{cross_entropy, Attack};
 use crate::model::Classifier;
@@ -43,6 +44,13 @@ impl TrainingMethod for Mixed {
         BatchLoss {
             loss,
             logits: adv_logits.without_autodiff(),
+        }
+    }
+
+    fn with_step_scale(&self, scale: f32, eps: f32) -> Self {
+        Self {
+            step_size: scaled_step(self.steps, self.step_size, scale, eps),
+            ..self.clone()
         }
     }
 }

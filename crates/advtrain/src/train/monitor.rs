@@ -147,18 +147,31 @@ pub struct HealthCheck {
     pub batch: Option<usize>,
     pub n: usize,
     pub clean_accuracy: f64,
-    /// FGSM (no random start, step ε).
-    pub fgsm_accuracy: f64,
-    /// PGD-k with a random start.
+    /// FGSM (no random start, step ε); `None` where there is no FGSM (text).
+    pub fgsm_accuracy: Option<f64>,
+    /// PGD-k with a random start (for text: accuracy under the run's attack).
     pub pgd_accuracy: f64,
     pub pgd_steps: usize,
     /// The PGD attack's full name.
     pub pgd_attack: String,
     /// `fgsm_accuracy − pgd_accuracy`: grows sharply at catastrophic overfitting.
-    pub fgsm_pgd_gap: f64,
+    pub fgsm_pgd_gap: Option<f64>,
     /// Mean cosine similarity of the input gradients at `x` and at a uniform random point
     /// of the ε-ball (examples with a zero gradient left out; `None` if all were zero).
     pub grad_alignment: Option<f64>,
+    /// How messages name the robust measure when it is not PGD-k (text: the attack and
+    /// its budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_label: Option<String>,
+}
+
+impl HealthCheck {
+    /// The robust measure's short name: `PGD-10`, or the text attack's label.
+    pub fn robust_name(&self) -> String {
+        self.attack_label
+            .clone()
+            .unwrap_or_else(|| format!("PGD-{}", self.pgd_steps))
+    }
 }
 
 /// Takes a health check of `model` on (the first `max_examples` of) `val` at `threat`.
@@ -197,12 +210,13 @@ pub fn check<M: Classifier>(
         batch: None,
         n: val.len(),
         clean_accuracy: clean.value,
-        fgsm_accuracy: fgsm.robust.value,
+        fgsm_accuracy: Some(fgsm.robust.value),
         pgd_accuracy: pgd.robust.value,
         pgd_steps: pgd_steps.max(1),
         pgd_attack: pgd.attack.clone(),
-        fgsm_pgd_gap: fgsm.robust.value - pgd.robust.value,
+        fgsm_pgd_gap: Some(fgsm.robust.value - pgd.robust.value),
         grad_alignment,
+        attack_label: None,
     })
 }
 
@@ -256,14 +270,16 @@ pub fn alarm_reason(
     if let Some(best) = best_pgd {
         let drop = best - check.pgd_accuracy;
         if drop > config.max_pgd_drop {
+            let fgsm = check.fgsm_accuracy.map_or(String::new(), |f| {
+                format!(", FGSM accuracy {:.1}%", 100.0 * f)
+            });
             reasons.push(format!(
-                "validation PGD-{} accuracy fell {:.1} points below its best ({:.1}% -> {:.1}%; threshold {:.0} points), FGSM accuracy {:.1}%",
-                check.pgd_steps,
+                "validation {} accuracy fell {:.1} points below its best ({:.1}% -> {:.1}%; threshold {:.0} points){fgsm}",
+                check.robust_name(),
                 100.0 * drop,
                 100.0 * best,
                 100.0 * check.pgd_accuracy,
                 100.0 * config.max_pgd_drop,
-                100.0 * check.fgsm_accuracy
             ));
         }
     }
@@ -308,12 +324,13 @@ mod tests {
             batch: None,
             n: 1000,
             clean_accuracy: 0.8,
-            fgsm_accuracy: fgsm,
+            fgsm_accuracy: Some(fgsm),
             pgd_accuracy: pgd,
             pgd_steps: 10,
             pgd_attack: "pgd-10".into(),
-            fgsm_pgd_gap: fgsm - pgd,
+            fgsm_pgd_gap: Some(fgsm - pgd),
             grad_alignment: Some(align),
+            attack_label: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use burn::prelude::{Int, Tensor};
 
+use super::step::scaled_step;
 use super::{BatchLoss, TrainingMethod};
 use crate::attack::{cross_entropy, Attack, Pgd};
 use crate::model::Classifier;
@@ -41,6 +42,13 @@ impl TrainingMethod for PgdAt {
         BatchLoss {
             loss: cross_entropy(logits.clone(), y).mean(),
             logits: logits.without_autodiff(),
+        }
+    }
+
+    fn with_step_scale(&self, scale: f32, eps: f32) -> Self {
+        Self {
+            step_size: scaled_step(self.steps, self.step_size, scale, eps),
+            ..self.clone()
         }
     }
 }

@@ -27,4 +27,12 @@ impl TrainingMethod for Standard {
             logits: logits.without_autodiff(),
         }
     }
+
+    fn with_step_scale(&self, _scale: f32, _eps: f32) -> Self {
+        Standard
+    }
+
+    fn is_adversarial(&self) -> bool {
+        false
+    }
 }

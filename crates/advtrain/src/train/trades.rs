@@ -4,6 +4,7 @@
 
 use burn::prelude::{Int, Tensor, TensorData};
 
+use super::step::scaled_step;
 use super::{BatchLoss, TrainingMethod};
 use crate::attack::{cross_entropy, input_gradient_with, kl_from_logits};
 use crate::model::Classifier;
@@ -73,6 +74,13 @@ impl TrainingMethod for Trades {
         BatchLoss {
             loss,
             logits: adv_logits.without_autodiff(),
+        }
+    }
+
+    fn with_step_scale(&self, scale: f32, eps: f32) -> Self {
+        Self {
+            step_size: scaled_step(self.steps, self.step_size, scale, eps),
+            ..self.clone()
         }
     }
 }

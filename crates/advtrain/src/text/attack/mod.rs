@@ -1,9 +1,11 @@
 //! Attacks on text classifiers: DeepWordBug (black-box, queries only) and HotFlip
 //! (white-box, token gradients). Both keep `edit_distance(original, adversarial) <= budget`.
 
+mod config;
 pub mod deepwordbug;
 pub mod hotflip;
 
+pub use config::{TextAttackConfig, LOOKALIKE_KINDS};
 pub use deepwordbug::DeepWordBug;
 pub use hotflip::HotFlip;
 

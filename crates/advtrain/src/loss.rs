@@ -1,4 +1,6 @@
-//! Attack objectives, computed per example so that each example's gradient is its own.
+//! Attack and training objectives, computed per example so that each example's gradient is
+//! its own. They sit below `attack` because models (the text models' white-box gradients) and
+//! training methods use them too; `attack` re-exports them.
 
 use std::fmt;
 use std::str::FromStr;
