@@ -529,13 +529,37 @@ const ON: u8 = 1;
 const OFF: u8 = 2;
 static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
 
-/// Turn the fast path on or off for the whole process (tests compare both).
+thread_local! {
+    /// This thread's override of the process-wide setting ([`with_enabled`]).
+    static THREAD_OVERRIDE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Turn the fast path on or off for the whole process (`advtrain bench` compares both).
 pub fn set_enabled(enabled: bool) {
     ENABLED.store(if enabled { ON } else { OFF }, Ordering::SeqCst);
 }
 
-/// Whether the fast path is on: [`set_enabled`], else `ADVTRAIN_FAST_CONV` (`0` turns it off).
+/// Runs `f` with the fast path on or off on this thread only. The path is chosen when an
+/// operation is recorded, on the calling thread, so this is exact; tests compare both
+/// paths with it while other tests in the same process train with the fast path on.
+pub fn with_enabled<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
+    /// Puts the previous override back even if `f` panics.
+    struct Restore(Option<bool>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_OVERRIDE.with(|o| o.replace(Some(enabled))));
+    f()
+}
+
+/// Whether the fast path is on: this thread's [`with_enabled`], else [`set_enabled`], else
+/// `ADVTRAIN_FAST_CONV` (`0` turns it off).
 pub fn enabled() -> bool {
+    if let Some(on) = THREAD_OVERRIDE.with(|o| o.get()) {
+        return on;
+    }
     match ENABLED.load(Ordering::SeqCst) {
         ON => true,
         OFF => false,

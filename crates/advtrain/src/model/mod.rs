@@ -255,6 +255,19 @@ impl Classifier for ZooModel {
     }
 }
 
+/// Builds a model with weights fixed by `seed`: `build` must create it and touch every
+/// parameter (burn initialises them lazily, on first use).
+///
+/// burn's device seed is process-wide, so seeding and initialising must not interleave with
+/// another thread doing the same: every seeded construction in advtrain (the text models,
+/// the tests' models) goes through this one lock.
+pub fn init_seeded<T>(device: &Device, seed: u64, build: impl FnOnce() -> T) -> T {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    build()
+}
+
 /// Saves a module's parameters as SafeTensors, atomically (temporary file, then rename), so
 /// a crash never leaves a half-written model where a good one was.
 pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> Result<()> {

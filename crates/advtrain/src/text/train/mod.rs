@@ -272,16 +272,14 @@ impl From<&EpochMetrics> for TextEpochRecord {
     }
 }
 
-/// burn's device seed is process-wide and parameters are initialised on first use: seed,
-/// build and touch every parameter under one lock, so runs in parallel threads stay
-/// reproducible.
+/// A text network with weights fixed by `seed`, built and touched under
+/// [`crate::model::init_seeded`]'s lock, so runs in parallel threads stay reproducible.
 pub fn init_net(config: &TextModelConfig, seed: u64, device: &Device) -> Result<TextNet> {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    let net = TextNet::new(config, device)?;
-    let ids = Tensor::<2, Int>::zeros([1, 1], device);
-    let mask = Tensor::<2>::ones([1, 1], device);
-    let _ = net.logits(ids, mask).into_data();
-    Ok(net)
+    crate::model::init_seeded(device, seed, || {
+        let net = TextNet::new(config, device)?;
+        let ids = Tensor::<2, Int>::zeros([1, 1], device);
+        let mask = Tensor::<2>::ones([1, 1], device);
+        let _ = net.logits(ids, mask).into_data();
+        Ok(net)
+    })
 }

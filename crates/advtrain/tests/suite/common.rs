@@ -1,5 +1,4 @@
 //! Shared helpers for the integration tests: tiny models trained on generated data.
-#![allow(dead_code)]
 
 use advtrain::data::Dataset;
 use advtrain::model::{Classifier, ModelKind, ModelShape, ZooModel};
@@ -20,22 +19,19 @@ pub fn shape_of(data: &Dataset) -> ModelShape {
     }
 }
 
-/// Serialises "seed the device, then initialise": burn's device seed is process-wide, and
-/// tests run in parallel threads.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A fresh zoo model with weights fixed by `seed`.
+/// A fresh zoo model with weights fixed by `seed` (seeded and initialised under the
+/// library's one lock: tests run in parallel threads and burn's device seed is
+/// process-wide).
 pub fn fresh(kind: ModelKind, data: &Dataset, seed: u64) -> ZooModel {
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
-    device.seed(seed);
-    let model = ZooModel::new(kind, &shape_of(data), None, &device).unwrap();
-    // burn initialises parameters lazily, on first use: touch them all now, while the lock
-    // is held, or a test running in parallel could draw from the seeded generator first.
     let shape = shape_of(data);
-    let probe = Tensor::<4>::zeros([1, shape.channels, shape.height, shape.width], &device);
-    let _ = model.logits(probe);
-    model
+    advtrain::model::init_seeded(&device, seed, || {
+        let model = ZooModel::new(kind, &shape, None, &device).unwrap();
+        // burn initialises parameters lazily, on first use: touch them all now.
+        let probe = Tensor::<4>::zeros([1, shape.channels, shape.height, shape.width], &device);
+        let _ = model.logits(probe);
+        model
+    })
 }
 
 /// Trains `kind` on `data` with `method` at L∞ radius `eps` (Adam, constant lr).

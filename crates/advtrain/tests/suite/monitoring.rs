@@ -2,7 +2,7 @@
 //! exactly, non-finite losses stop cleanly, and the health monitor catches catastrophic
 //! overfitting.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

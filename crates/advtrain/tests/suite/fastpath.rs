@@ -2,7 +2,7 @@
 //! forward outputs and every gradient, on random shapes, strides, paddings and
 //! dilations; then attacks and training with and without the fast path.
 
-mod common;
+use crate::common;
 
 use advtrain::attack::{Attack, Pgd};
 use advtrain::data::synthetic;
@@ -157,7 +157,6 @@ proptest! {
 
     #[test]
     fn fast_convolution_equals_burns(case in cases(), seed in 0u64..1000) {
-        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let fast = conv_run(&case, true, seed);
         let slow = conv_run(&case, false, seed);
         for (what, (f, s)) in ["output", "grad x", "grad weight", "grad bias"]
@@ -177,7 +176,6 @@ proptest! {
         seed in 0u64..1000,
     ) {
         prop_assume!(kernel[0] <= size[0] && kernel[1] <= size[1]);
-        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let run = |fast: bool| {
             let device = Device::flex().autodiff();
             let mut rng = advtrain::rng::seeded(seed);
@@ -247,7 +245,6 @@ proptest! {
         with_relu in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let fast = linear_run(shape, bias, with_relu, true, seed);
         let slow = linear_run(shape, bias, with_relu, false, seed);
         for (what, (f, s)) in ["output", "grad x", "grad weight", "grad bias"]
@@ -259,20 +256,33 @@ proptest! {
     }
 }
 
-/// Toggling the fast path is process-wide: the tests that toggle it hold this, and so do
-/// the comparisons above, so their "fast" side never runs while another test has it off.
-static TOGGLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// Runs `f` with the fast path on or off on this thread only: other tests of the suite
+/// train in parallel threads, and must keep the process-wide setting.
 fn with_fast_path<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    fastpath::set_enabled(on);
-    let out = f();
-    fastpath::set_enabled(true);
-    out
+    fastpath::with_enabled(on, f)
+}
+
+#[test]
+fn the_fast_path_switch_is_per_thread_and_scoped() {
+    let process_wide = || std::thread::spawn(fastpath::enabled).join().unwrap();
+    let global = process_wide();
+    for on in [false, true] {
+        with_fast_path(on, || {
+            assert_eq!(fastpath::enabled(), on);
+            assert_eq!(
+                process_wide(),
+                global,
+                "another thread keeps the process setting"
+            );
+            with_fast_path(!on, || assert_eq!(fastpath::enabled(), !on));
+            assert_eq!(fastpath::enabled(), on, "the inner switch is undone");
+        });
+        assert_eq!(fastpath::enabled(), global);
+    }
 }
 
 #[test]
 fn attacks_agree_with_and_without_the_fast_path() {
-    let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let data = synthetic::templates(96, 4, 1, 12, 0.3, 7);
     let idx: Vec<usize> = (0..96).collect();
     for kind in [ModelKind::SmallCnn, ModelKind::MadryCnn] {
@@ -314,7 +324,6 @@ fn attacks_agree_with_and_without_the_fast_path() {
 
 #[test]
 fn training_agrees_with_and_without_the_fast_path() {
-    let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let data = synthetic::templates(128, 4, 1, 12, 0.3, 11);
     let idx: Vec<usize> = (0..128).collect();
     for kind in [ModelKind::SmallCnn, ModelKind::MadryCnn] {
@@ -354,7 +363,6 @@ proptest! {
         seed in 0u64..1000,
         same_start in any::<bool>(),
     ) {
-        let _guard = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let mut rng = advtrain::rng::seeded(seed);
         let device = Device::flex();
         let mut draw = |choices: &[f32]| -> Tensor<4> {

@@ -1,7 +1,7 @@
 //! Evaluation you can trust: APGD, the DLR fallback, the ensemble and the sanity checklist,
 //! including on a deliberately gradient-masked model.
 
-mod common;
+use crate::common;
 
 use advtrain::attack::{Apgd, ApgdLoss, ApgdTargeted, Attack, Pgd, Square};
 use advtrain::data::{synthetic, Dataset};

@@ -1,6 +1,6 @@
 //! Attack invariants (property tests) and attack strength on trained models.
 
-mod common;
+use crate::common;
 
 use advtrain::attack::{Attack, AttackLoss, Fgsm, Pgd, TargetMode};
 use advtrain::data::synthetic;

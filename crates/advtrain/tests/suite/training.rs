@@ -1,7 +1,7 @@
 //! Training methods on generated data: adversarial training buys robustness that standard
 //! training does not have, and runs are reproducible from their seed.
 
-mod common;
+use crate::common;
 
 use advtrain::attack::Pgd;
 use advtrain::data::synthetic;

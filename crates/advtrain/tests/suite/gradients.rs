@@ -1,6 +1,6 @@
 //! Input gradients and losses checked against finite differences and direct formulas.
 
-mod common;
+use crate::common;
 
 use advtrain::attack::{cross_entropy, cw_margin, input_gradient, kl_from_logits, AttackLoss};
 use advtrain::data::synthetic;
@@ -84,11 +84,14 @@ fn objective_sum<M: Classifier>(
 fn check_pixel_gradients(loss: AttackLoss, targeted: bool) {
     let data = synthetic::templates(4, 3, 1, 6, 0.1, 7);
     let device = common::device();
-    device.seed(11);
-    let model = TanhNet {
-        fc1: burn::nn::LinearConfig::new(36, 16).init(&device),
-        fc2: burn::nn::LinearConfig::new(16, 3).init(&device),
-    }
+    let model = advtrain::model::init_seeded(&device, 11, || {
+        let net = TanhNet {
+            fc1: burn::nn::LinearConfig::new(36, 16).init(&device),
+            fc2: burn::nn::LinearConfig::new(16, 3).init(&device),
+        };
+        let _ = net.logits(Tensor::zeros([1, 1, 6, 6], &device));
+        net
+    })
     .valid();
     let (x, y) = data.batch(&[0, 1, 2, 3], &device);
     let g = input_gradient(&model, x.clone(), y.clone(), loss, targeted);

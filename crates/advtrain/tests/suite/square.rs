@@ -1,7 +1,7 @@
 //! The Square attack: strength without gradients, the queries it makes, its budget, and that
 //! it sees through gradient masking.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

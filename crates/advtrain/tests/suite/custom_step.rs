@@ -1,7 +1,7 @@
 //! The training seam: a method of the user's own, written as a `TrainStep`, trains through
 //! the same loop as the built-in methods, with its state checkpointed and resumed exactly.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
