@@ -18,13 +18,18 @@
 //! use advtrain::prelude::*;
 //!
 //! let device = Device::flex();
-//! let model = SmallCnn::new(&ModelShape::fashion_mnist(), &device);
+//! let model = SmallCnnConfig::new(ModelShape::fashion_mnist()).init(&device);
 //! let x = Tensor::<4>::zeros([8, 1, 28, 28], &device);
 //! let y = Tensor::<1, Int>::zeros([8], &device);
 //! let pgd = Pgd::new(ThreatModel::linf(0.1)).steps(20);
 //! let mut rng = advtrain::rng::seeded(0);
 //! let x_adv = pgd.perturb(&model, x, y, &mut rng);
 //! ```
+
+// Every public item is documented; `unsafe` is refused everywhere except the one GEMM call
+// of the fast path (`fastpath::kernels`, allowed there with its SAFETY argument).
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod attack;
 pub mod bench;
@@ -48,7 +53,10 @@ pub use error::{Error, Result};
 /// The types most programs need.
 pub mod prelude {
     pub use crate::attack::{Attack, AttackLoss, Fgsm, Pgd, TargetMode};
-    pub use crate::model::{Classifier, MadryCnn, Mlp, ModelKind, ModelShape, SmallCnn, ZooModel};
+    pub use crate::model::{
+        Classifier, MadryCnn, MadryCnnConfig, Mlp, MlpConfig, ModelKind, ModelShape, SmallCnn,
+        SmallCnnConfig, ZooModel, ZooModelConfig,
+    };
     pub use crate::threat::{Norm, ThreatModel};
     pub use burn::prelude::{Device, Int, Module, Tensor, TensorData};
 }

@@ -16,6 +16,9 @@
 //! beyond float rounding. Set `ADVTRAIN_FAST_CONV=0`, or call
 //! [`set_enabled`]`(false)`, to force burn's path everywhere.
 
+// The one exception to the crate's `deny(unsafe_code)`: `kernels::matmul` calls the `gemm`
+// crate's raw-pointer entry point, behind an always-on length assert and a SAFETY comment.
+#[allow(unsafe_code)]
 pub mod kernels;
 pub mod linear;
 pub mod pool;
@@ -45,9 +48,14 @@ use kernels::ConvGeometry;
 /// Convolution options the extension carries (plain data, so it can cross the dispatch boundary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {
+    /// Stride along (height, width).
     pub stride: [usize; 2],
+    /// Zero padding before each spatial dimension (top, left).
     pub padding_begin: [usize; 2],
+    /// Zero padding after each spatial dimension (bottom, right); differs from
+    /// `padding_begin` for asymmetric explicit padding, or "same" padding of odd total.
     pub padding_end: [usize; 2],
+    /// Spacing between kernel taps along (height, width); 1 is a plain convolution.
     pub dilation: [usize; 2],
     /// Apply a ReLU to the output (fused into the same pass).
     pub relu: bool,
@@ -58,12 +66,18 @@ pub struct ConvSpec {
 /// with bias and an optional fused ReLU.
 #[backend_extension(Flex, Autodiff)]
 pub trait FastConvBackend: Backend {
+    /// Ungrouped 2-D convolution of `x` `[n, c_in, h, w]` with `weight`
+    /// `[c_out, c_in, kh, kw]` plus `bias` `[c_out]`, ReLU'd when `spec.relu`; the caller
+    /// has checked that the kernel fits the padded input.
     fn fast_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         spec: ConvSpec,
     ) -> FloatTensor<Self>;
+    /// Max pooling of `x` `[n, c, h, w]` over non-overlapping `kernel` windows (stride =
+    /// kernel, no padding, a ragged edge dropped); the gradient goes to the first maximum of
+    /// each window.
     fn fast_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
     /// `x · W + bias` for `x` `[n, d_in]`, `W` `[d_in, d_out]`, optionally through a ReLU.
     fn fast_linear(

@@ -9,6 +9,12 @@ use burn::prelude::{Device, Tensor};
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
+super::zoo_config!(
+    MadryCnnConfig,
+    MadryCnn,
+    "How to build a [`MadryCnn`]: the input/output shape and the normalisation it applies first."
+);
+
 /// Conv32 5×5 (same) → maxpool 2 → Conv64 5×5 (same) → maxpool 2 → FC1024 → FC(classes).
 #[derive(Module, Debug)]
 pub struct MadryCnn {
@@ -22,7 +28,15 @@ pub struct MadryCnn {
 }
 
 impl MadryCnn {
+    /// A freshly initialised network for `shape`: shorthand for
+    /// `MadryCnnConfig::new(shape.clone()).init(device)`.
     pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        MadryCnnConfig::new(shape.clone()).init(device)
+    }
+
+    /// The layers for `shape`, initialised in a fixed order (so a seeded device gives the
+    /// same weights on every run).
+    fn build(shape: &ModelShape, device: &Device) -> Self {
         let conv = |cin, cout| {
             Conv2dConfig::new([cin, cout], [5, 5])
                 .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))

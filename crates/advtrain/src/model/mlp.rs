@@ -7,6 +7,12 @@ use burn::prelude::{Device, Tensor};
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
+super::zoo_config!(
+    MlpConfig,
+    Mlp,
+    "How to build a [`Mlp`]: the input/output shape and the normalisation it applies first."
+);
+
 /// Flatten → FC256 → FC256 → FC(classes), ReLU between.
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -18,7 +24,15 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// A freshly initialised network for `shape`: shorthand for
+    /// `MlpConfig::new(shape.clone()).init(device)`.
     pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        MlpConfig::new(shape.clone()).init(device)
+    }
+
+    /// The layers for `shape`, initialised in a fixed order (so a seeded device gives the
+    /// same weights on every run).
+    fn build(shape: &ModelShape, device: &Device) -> Self {
         Self {
             fc1: LinearConfig::new(shape.image_len(), 256).init(device),
             fc2: LinearConfig::new(256, 256).init(device),

@@ -18,10 +18,10 @@ use burn::prelude::{Device, Tensor, TensorData};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
-pub use madry_cnn::MadryCnn;
-pub use mlp::Mlp;
-pub use preact_resnet::{PreActBlock, PreActResNet18};
-pub use small_cnn::SmallCnn;
+pub use madry_cnn::{MadryCnn, MadryCnnConfig};
+pub use mlp::{Mlp, MlpConfig};
+pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
+pub use small_cnn::{SmallCnn, SmallCnnConfig};
 
 use crate::{Error, Result};
 
@@ -56,9 +56,13 @@ pub trait Classifier: Module {
 /// What a model's input and output look like.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelShape {
+    /// Colour channels of an input image (1 grey, 3 RGB).
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Classes the model scores (its number of logits; at least 2).
     pub num_classes: usize,
 }
 
@@ -92,7 +96,9 @@ impl ModelShape {
 /// Per-channel mean/std normalisation applied inside the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
+    /// Per-channel mean subtracted from `[0, 1]` pixels, one value per channel.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by (positive), one value per channel.
     pub std: Vec<f32>,
 }
 
@@ -116,6 +122,33 @@ impl Normalization {
         (x - mean) * inv_std
     }
 }
+
+/// Declares a zoo architecture's `XConfig { shape, normalization }` with `init(&device)`,
+/// burn's convention (`LinearConfig::new(..).init(&device)`), defaults written once, on the
+/// field.
+macro_rules! zoo_config {
+    ($config:ident, $model:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(burn::config::Config, Debug)]
+        pub struct $config {
+            /// Input images and number of classes.
+            pub shape: ModelShape,
+            /// Per-channel normalisation applied inside the model (`None`: the model sees
+            /// the `[0, 1]` pixels as they are).
+            #[config(default = "None")]
+            pub normalization: Option<Normalization>,
+        }
+
+        impl $config {
+            /// A freshly initialised network; seed the device first (or build it inside
+            /// [`init_seeded`](crate::model::init_seeded)) for reproducible weights.
+            pub fn init(&self, device: &Device) -> $model {
+                $model::build(&self.shape, device).with_normalization(self.normalization.clone())
+            }
+        }
+    };
+}
+pub(crate) use zoo_config;
 
 /// Applies an optional normalisation (the zoo models' first step).
 pub(crate) fn normalize(norm: &Option<Normalization>, x: Tensor<4>) -> Tensor<4> {
@@ -184,27 +217,41 @@ impl FromStr for ModelKind {
 /// Any model of the zoo, chosen at run time (what the CLI trains and loads).
 #[derive(Module, Debug)]
 pub enum ZooModel {
+    /// [`ModelKind::SmallCnn`].
     SmallCnn(SmallCnn),
+    /// [`ModelKind::MadryCnn`].
     MadryCnn(MadryCnn),
+    /// [`ModelKind::Mlp`].
     Mlp(Mlp),
+    /// [`ModelKind::PreactResnet18`].
     PreactResnet18(PreActResNet18),
 }
 
-impl ZooModel {
-    /// A freshly initialised model of `kind`. Seed the device (`device.seed(s)`) first for
-    /// reproducible weights.
-    pub fn new(
-        kind: ModelKind,
-        shape: &ModelShape,
-        normalization: Option<Normalization>,
-        device: &Device,
-    ) -> Result<Self> {
+/// How to build a [`ZooModel`]: which architecture, for which input/output shape, with which
+/// normalisation (what a run's `config.toml` records).
+#[derive(burn::config::Config, Debug)]
+pub struct ZooModelConfig {
+    /// The architecture.
+    pub kind: ModelKind,
+    /// Input images and number of classes.
+    pub shape: ModelShape,
+    /// Per-channel normalisation applied inside the model (`None`: the model sees the
+    /// `[0, 1]` pixels as they are).
+    #[config(default = "None")]
+    pub normalization: Option<Normalization>,
+}
+
+impl ZooModelConfig {
+    /// A freshly initialised model, after checking the shape and normalisation make sense.
+    /// Seed the device first (or build it inside [`init_seeded`]) for reproducible weights.
+    pub fn init(&self, device: &Device) -> Result<ZooModel> {
+        let (shape, normalization) = (&self.shape, &self.normalization);
         if shape.channels == 0 || shape.height == 0 || shape.width == 0 || shape.num_classes < 2 {
             return Err(Error::config(format!(
                 "invalid model shape {shape:?}: need a non-empty image and at least 2 classes"
             )));
         }
-        if let Some(n) = &normalization {
+        if let Some(n) = normalization {
             if n.mean.len() != shape.channels || n.std.len() != shape.channels {
                 return Err(Error::config(format!(
                     "normalisation has {} means and {} stds for {} channels",
@@ -217,20 +264,44 @@ impl ZooModel {
                 return Err(Error::config("normalisation std must be positive"));
             }
         }
-        Ok(match kind {
-            ModelKind::SmallCnn => {
-                ZooModel::SmallCnn(SmallCnn::new(shape, device).with_normalization(normalization))
-            }
-            ModelKind::MadryCnn => {
-                ZooModel::MadryCnn(MadryCnn::new(shape, device).with_normalization(normalization))
-            }
-            ModelKind::Mlp => {
-                ZooModel::Mlp(Mlp::new(shape, device).with_normalization(normalization))
-            }
+        let (shape, normalization) = (shape.clone(), normalization.clone());
+        Ok(match self.kind {
+            ModelKind::SmallCnn => ZooModel::SmallCnn(
+                SmallCnnConfig::new(shape)
+                    .with_normalization(normalization)
+                    .init(device),
+            ),
+            ModelKind::MadryCnn => ZooModel::MadryCnn(
+                MadryCnnConfig::new(shape)
+                    .with_normalization(normalization)
+                    .init(device),
+            ),
+            ModelKind::Mlp => ZooModel::Mlp(
+                MlpConfig::new(shape)
+                    .with_normalization(normalization)
+                    .init(device),
+            ),
             ModelKind::PreactResnet18 => ZooModel::PreactResnet18(
-                PreActResNet18::new(shape, device).with_normalization(normalization),
+                PreActResNet18Config::new(shape)
+                    .with_normalization(normalization)
+                    .init(device),
             ),
         })
+    }
+}
+
+impl ZooModel {
+    /// A freshly initialised model of `kind`: shorthand for
+    /// `ZooModelConfig::new(kind, shape.clone()).with_normalization(normalization).init(device)`.
+    pub fn new(
+        kind: ModelKind,
+        shape: &ModelShape,
+        normalization: Option<Normalization>,
+        device: &Device,
+    ) -> Result<Self> {
+        ZooModelConfig::new(kind, shape.clone())
+            .with_normalization(normalization)
+            .init(device)
     }
 
     /// Which architecture this is.

@@ -12,6 +12,12 @@ use burn::tensor::activation::relu;
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
+super::zoo_config!(
+    PreActResNet18Config,
+    PreActResNet18,
+    "How to build a [`PreActResNet18`]: the input/output shape and the normalisation it applies first."
+);
+
 fn conv3x3(cin: usize, cout: usize, stride: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [3, 3])
         .with_stride([stride, stride])
@@ -73,7 +79,15 @@ pub struct PreActResNet18 {
 }
 
 impl PreActResNet18 {
+    /// A freshly initialised network for `shape`: shorthand for
+    /// `PreActResNet18Config::new(shape.clone()).init(device)`.
     pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        PreActResNet18Config::new(shape.clone()).init(device)
+    }
+
+    /// The layers for `shape`, initialised in a fixed order (so a seeded device gives the
+    /// same weights on every run).
+    fn build(shape: &ModelShape, device: &Device) -> Self {
         let mut blocks = Vec::new();
         let mut cin = 64;
         for (i, &cout) in [64, 128, 256, 512].iter().enumerate() {

@@ -8,6 +8,12 @@ use burn::prelude::{Device, Tensor};
 
 use super::{normalize, Classifier, ModelShape, Normalization};
 
+super::zoo_config!(
+    SmallCnnConfig,
+    SmallCnn,
+    "How to build a [`SmallCnn`]: the input/output shape and the normalisation it applies first."
+);
+
 /// Conv16 4×4 stride 2 → Conv32 4×4 stride 2 → FC100 → FC(classes), ReLU between.
 #[derive(Module, Debug)]
 pub struct SmallCnn {
@@ -25,7 +31,15 @@ fn down(n: usize) -> usize {
 }
 
 impl SmallCnn {
+    /// A freshly initialised network for `shape`: shorthand for
+    /// `SmallCnnConfig::new(shape.clone()).init(device)`.
     pub fn new(shape: &ModelShape, device: &Device) -> Self {
+        SmallCnnConfig::new(shape.clone()).init(device)
+    }
+
+    /// The layers for `shape`, initialised in a fixed order (so a seeded device gives the
+    /// same weights on every run).
+    fn build(shape: &ModelShape, device: &Device) -> Self {
         let conv = |cin, cout| {
             Conv2dConfig::new([cin, cout], [4, 4])
                 .with_stride([2, 2])
