@@ -56,6 +56,7 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Every workload, in the order [`bench_model`] runs and reports them.
     pub const ALL: [Workload; 4] = [
         Workload::Forward,
         Workload::Pgd10,
@@ -63,6 +64,7 @@ impl Workload {
         Workload::PgdAtStep,
     ];
 
+    /// Kebab-case name as used by `--workloads`, in tables and in JSON.
     pub fn as_str(&self) -> &'static str {
         match self {
             Workload::Forward => "forward",
@@ -141,12 +143,18 @@ pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
+    /// Models to benchmark, each built for Fashion-MNIST's 1×28×28 input and 10 classes;
+    /// only those with a FLOP count ([`forward_macs`]) are accepted.
     pub models: Vec<ModelKind>,
     /// Which workloads to time, in [`Workload::ALL`] order whatever the order given.
     pub workloads: Vec<Workload>,
+    /// Images per timed batch (default 128); must be at least 1.
     pub batch: usize,
+    /// Timed repetitions per workload (default 5); must be at least 1.
     pub reps: usize,
+    /// Untimed repetitions before the timed ones (default 1), to warm caches and allocators.
     pub warmup: usize,
+    /// Seeds the weights, the random inputs and the attacks' randomness.
     pub seed: u64,
 }
 
@@ -164,6 +172,8 @@ impl Default for BenchConfig {
 }
 
 impl BenchConfig {
+    /// Checks that batch and reps are positive, that there is something to run and that
+    /// every model has a FLOP count.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
             return Err(Error::config("--batch must be >= 1"));
@@ -187,15 +197,23 @@ impl BenchConfig {
 /// The timing of one (model, workload) pair.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
+    /// The model's CLI name ([`ModelKind::as_str`]).
     pub model: String,
+    /// The workload's name ([`Workload::as_str`]).
     pub workload: String,
+    /// Images per timed batch.
     pub batch: usize,
+    /// Images per second at the median repetition.
     pub images_per_s_median: f64,
+    /// Images per second of the slowest repetition.
     pub images_per_s_min: f64,
+    /// Images per second of the fastest repetition.
     pub images_per_s_max: f64,
     /// Seconds per batch at the median repetition.
     pub seconds_per_batch_median: f64,
+    /// Seconds per batch of the fastest repetition.
     pub seconds_per_batch_min: f64,
+    /// Seconds per batch of the slowest repetition.
     pub seconds_per_batch_max: f64,
     /// Counted FLOPs per image (see the module's conventions).
     pub flops_per_image: f64,
@@ -254,6 +272,8 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Reads this machine's CPU model and core count; `threads` is the thread count the
+    /// caller set, `None` meaning one per logical core.
     pub fn detect(threads: Option<usize>) -> Self {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -295,6 +315,8 @@ pub struct PeakEstimate {
 }
 
 impl PeakEstimate {
+    /// Estimates the peak of `cores` cores of this CPU from `/proc/cpuinfo`'s clock and the
+    /// SIMD features detected at run time.
     pub fn detect(cores: usize) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let mhz = cpuinfo_field(&cpuinfo, "cpu MHz")
@@ -343,15 +365,24 @@ fn simd_flops_per_cycle(_zen4: bool) -> (u32, &'static str) {
 pub struct BenchReport {
     /// RFC 3339, UTC.
     pub date: String,
+    /// The CPU and thread count the benchmark ran with.
     pub machine: Machine,
     /// Which implementation measured this ("advtrain" or a peer such as "pytorch").
     pub framework: String,
+    /// The crate version that produced the report (`CARGO_PKG_VERSION`).
     pub advtrain_version: String,
+    /// Images per timed batch ([`BenchConfig::batch`]).
     pub batch: usize,
+    /// Timed repetitions per workload ([`BenchConfig::reps`]).
     pub reps: usize,
+    /// Untimed repetitions per workload ([`BenchConfig::warmup`]).
     pub warmup: usize,
+    /// The counting conventions the numbers follow ([`CONVENTIONS`]).
     pub conventions: String,
+    /// The estimated peak the achieved GFLOP/s compare against.
     pub peak: PeakEstimate,
+    /// One measurement per (model, workload) pair, models in configured order, workloads
+    /// in [`Workload::ALL`] order.
     pub results: Vec<Measurement>,
 }
 

@@ -14,22 +14,40 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file (or directory) the operation was on.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// A model file could not be loaded or saved.
     #[error("model file {path}: {message}")]
-    ModelFile { path: PathBuf, message: String },
+    ModelFile {
+        /// The `.safetensors` model file being loaded or saved.
+        path: PathBuf,
+        /// What went wrong: the file is absent, unreadable as safetensors, or its tensors do not
+        /// fit the architecture (the missing ones are listed).
+        message: String,
+    },
     /// A run record (JSON/TOML) is malformed.
     #[error("{path}: {message}")]
-    Record { path: PathBuf, message: String },
+    Record {
+        /// The record file (JSON, JSON Lines or TOML) that failed to parse or serialise.
+        path: PathBuf,
+        /// The parser's or serialiser's message, naming the line where it has one.
+        message: String,
+    },
     /// Training produced a non-finite loss.
     #[error("training diverged: {0}")]
     Diverged(String),
     /// A training checkpoint is missing, corrupt or does not fit the run.
     #[error("checkpoint {path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    Checkpoint {
+        /// The checkpoint file (or where it was expected, inside the run directory).
+        path: PathBuf,
+        /// Why it cannot be used: absent, failed its checksum, or saved by a different run.
+        message: String,
+    },
 }
 
 /// advtrain's result type.
@@ -56,47 +74,78 @@ impl Error {
 pub enum DataError {
     /// A required file or directory does not exist.
     #[error("{path}: not found; {hint}")]
-    Missing { path: PathBuf, hint: String },
+    Missing {
+        /// The path that was looked for.
+        path: PathBuf,
+        /// What was expected there and how to provide it, for the user to act on.
+        hint: String,
+    },
     /// The file does not start with the expected magic number: probably the wrong file.
     #[error("{path}: bad magic number 0x{found:08x} (expected 0x{expected:08x}); is this the right file?")]
     BadMagic {
+        /// The IDX file whose header was read.
         path: PathBuf,
+        /// The first four bytes of the file, read big-endian.
         found: u32,
+        /// The magic number of the IDX format asked for (images or labels).
         expected: u32,
     },
     /// The file (after decompression) is shorter than its header says.
     #[error("{path}: truncated: expected {expected} bytes, got {got}")]
     Truncated {
+        /// The short file.
         path: PathBuf,
+        /// Bytes the header promises, header included (decompressed size for a `.gz`).
         expected: usize,
+        /// Bytes actually present, header included (decompressed size for a `.gz`).
         got: usize,
     },
     /// The image and label files disagree on the number of examples.
     #[error("{images} has {n_images} images but {labels} has {n_labels} labels")]
     CountMismatch {
+        /// The images file.
         images: PathBuf,
+        /// Number of images its header declares.
         n_images: usize,
+        /// The labels file.
         labels: PathBuf,
+        /// Number of labels it holds.
         n_labels: usize,
     },
     /// A label is not a valid class index.
     #[error("{path}: label {label} of example {index} is out of range (there are {num_classes} classes)")]
     BadLabel {
+        /// The file holding the label.
         path: PathBuf,
+        /// 0-based position of the offending example in that file.
         index: usize,
+        /// The label value found.
         label: usize,
+        /// Number of classes; valid labels are `0..num_classes`.
         num_classes: usize,
     },
     /// The content is malformed in some other way (zero dimensions, trailing bytes, ...).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The malformed file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The file looks gzipped but its stream is corrupt or cut off.
     #[error("{path}: corrupt gzip stream: {message}")]
-    Gzip { path: PathBuf, message: String },
+    Gzip {
+        /// The gzipped file.
+        path: PathBuf,
+        /// The decompressor's message.
+        message: String,
+    },
     /// The operating system refused the read.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory being read.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },

@@ -23,6 +23,7 @@ pub enum AttackLoss {
 }
 
 impl AttackLoss {
+    /// Short name as used on the command line and in records: `"ce"` or `"cw"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             AttackLoss::CrossEntropy => "ce",

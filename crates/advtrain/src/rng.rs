@@ -58,12 +58,14 @@ pub fn permutation(rng: &mut AdvRng, n: usize) -> Vec<usize> {
 pub struct RngState {
     /// The 32-byte key, hex.
     pub seed: String,
+    /// ChaCha stream number (the `stream` of [`derived`]; 0 for [`seeded`]).
     pub stream: u64,
     /// Word position in the stream (a u128, as decimal text: JSON numbers cannot hold it).
     pub word_pos: String,
 }
 
 impl RngState {
+    /// Records `rng`'s key, stream and position.
     pub fn of(rng: &AdvRng) -> Self {
         Self {
             seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),

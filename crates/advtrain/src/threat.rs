@@ -55,7 +55,10 @@ impl FromStr for Norm {
 /// A norm ball of radius `eps` around the input, intersected with `[0, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThreatModel {
+    /// The norm the radius is measured in.
     pub norm: Norm,
+    /// Radius ε in pixel units of `[0, 1]` images (8/255 ≈ 0.031 is the usual CIFAR-10 L∞
+    /// budget); must be finite and `>= 0` (see [`ThreatModel::validate`]).
     pub eps: f32,
 }
 

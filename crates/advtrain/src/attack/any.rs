@@ -10,10 +10,15 @@ use crate::threat::ThreatModel;
 /// Any of advtrain's attacks.
 #[derive(Clone, Debug)]
 pub enum AnyAttack {
+    /// Single-step FGSM (L∞) or FGM (L2), optionally from a random start.
     Fgsm(Fgsm),
+    /// Multi-step PGD, untargeted or targeted.
     Pgd(Pgd),
+    /// Untargeted APGD (AutoAttack's first stage).
     Apgd(Apgd),
+    /// APGD-T: APGD with the targeted DLR loss over the top classes.
     ApgdTargeted(ApgdTargeted),
+    /// Square Attack: query-based, gradient-free.
     Square(Square),
 }
 

@@ -21,6 +21,7 @@ use crate::threat::{per_example_l2, Norm, ThreatModel};
 /// The loss APGD ascends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApgdLoss {
+    /// Cross-entropy of the true class (APGD-CE).
     CrossEntropy,
     /// Difference of logits ratio (falls back to the CW margin below 3 classes).
     Dlr,
@@ -29,9 +30,14 @@ pub enum ApgdLoss {
 /// Untargeted APGD.
 #[derive(Clone, Debug)]
 pub struct Apgd {
+    /// The ball every iterate is projected onto.
     pub threat: ThreatModel,
+    /// Iterations per restart (AutoAttack: 100); the step-size checkpoints scale with it.
     pub steps: usize,
+    /// Independent runs from random starts, stopping early once every example is broken;
+    /// 0 is treated as 1.
     pub restarts: usize,
+    /// The loss ascended.
     pub loss: ApgdLoss,
 }
 
@@ -46,16 +52,19 @@ impl Apgd {
         }
     }
 
+    /// Sets the iterations per restart.
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
 
+    /// Sets the number of random restarts.
     pub fn restarts(mut self, restarts: usize) -> Self {
         self.restarts = restarts;
         self
     }
 
+    /// Sets the loss ascended (APGD-CE or APGD-DLR).
     pub fn loss(mut self, loss: ApgdLoss) -> Self {
         self.loss = loss;
         self
@@ -120,12 +129,17 @@ impl Attack for Apgd {
 /// soon as it is misclassified, whatever the class.
 #[derive(Clone, Debug)]
 pub struct ApgdTargeted {
+    /// The ball every iterate is projected onto.
     pub threat: ThreatModel,
+    /// Iterations per target class (AutoAttack: 100).
     pub steps: usize,
+    /// How many of the most likely non-true classes to target in turn (AutoAttack: 9);
+    /// capped at the number of classes minus one.
     pub targets: usize,
 }
 
 impl ApgdTargeted {
+    /// APGD-T with AutoAttack's standard budget: 100 iterations towards each of 9 targets.
     pub fn new(threat: ThreatModel) -> Self {
         Self {
             threat,
@@ -134,11 +148,13 @@ impl ApgdTargeted {
         }
     }
 
+    /// Sets the iterations per target class.
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
 
+    /// Sets how many target classes are tried.
     pub fn targets(mut self, targets: usize) -> Self {
         self.targets = targets;
         self

@@ -11,11 +11,13 @@ use crate::threat::{Norm, ThreatModel};
 /// One gradient-sign (L∞) or normalised-gradient (L2) step, projected onto the threat model.
 #[derive(Clone, Debug)]
 pub struct Fgsm {
+    /// The ball the step is projected onto; its ε is also the default step size.
     pub threat: ThreatModel,
     /// Start from a random point of the ball instead of the clean input.
     pub random_start: bool,
     /// Step size; `None` means ε (plain FGSM).
     pub step_size: Option<f32>,
+    /// The objective whose gradient gives the step direction.
     pub loss: AttackLoss,
 }
 
@@ -47,6 +49,7 @@ impl Fgsm {
         self
     }
 
+    /// The same attack maximising `loss` instead of cross-entropy.
     pub fn with_loss(mut self, loss: AttackLoss) -> Self {
         self.loss = loss;
         self

@@ -14,7 +14,9 @@ use crate::threat::ThreatModel;
 /// Iterated steepest-ascent steps, each projected back onto the threat model.
 #[derive(Clone, Debug)]
 pub struct Pgd {
+    /// The ball every iterate is projected onto.
     pub threat: ThreatModel,
+    /// Gradient steps per restart (default 10).
     pub steps: usize,
     /// Step size; `None` means 2.5·ε/steps (Madry et al.'s rule: enough to reach the
     /// boundary from anywhere in the ball).
@@ -23,7 +25,9 @@ pub struct Pgd {
     /// when false).
     pub random_start: bool,
     /// Independent runs; per example the strongest is kept.
+    /// 0 is treated as 1.
     pub restarts: usize,
+    /// The objective maximised (minimised towards the target when targeted).
     pub loss: AttackLoss,
     /// `Some` for a targeted attack.
     pub target: Option<TargetMode>,
@@ -49,36 +53,45 @@ impl Pgd {
         }
     }
 
+    /// Sets the number of gradient steps per restart.
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
 
+    /// Sets a fixed step size, in pixel units, instead of 2.5·ε/steps.
     pub fn step_size(mut self, alpha: f32) -> Self {
         self.step_size = Some(alpha);
         self
     }
 
+    /// Sets the number of independent runs; per example the strongest is kept.
     pub fn restarts(mut self, restarts: usize) -> Self {
         self.restarts = restarts;
         self
     }
 
+    /// Whether the first run starts from a random point of the ball (later restarts always
+    /// do).
     pub fn random_start(mut self, on: bool) -> Self {
         self.random_start = on;
         self
     }
 
+    /// Sets the objective maximised.
     pub fn loss(mut self, loss: AttackLoss) -> Self {
         self.loss = loss;
         self
     }
 
+    /// Makes the attack targeted, with targets chosen by `mode`.
     pub fn targeted(mut self, mode: TargetMode) -> Self {
         self.target = Some(mode);
         self
     }
 
+    /// Whether to return each example's best point visited (`true`, the evaluation default)
+    /// or the last iterate (`false`, what training and torchattacks use).
     pub fn keep_best(mut self, on: bool) -> Self {
         self.keep_best = on;
         self

@@ -38,6 +38,7 @@ pub enum SquareLoss {
 }
 
 impl SquareLoss {
+    /// Short name as used on the command line and in attack names: `"margin"` or `"ce"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             SquareLoss::Margin => "margin",
@@ -91,6 +92,7 @@ impl FromStr for SquareLoss {
 ///   would loop forever looking for a window that changes the image).
 #[derive(Clone, Debug)]
 pub struct Square {
+    /// The ball the search stays in (L∞: corners of the box; L2: on the sphere of radius ε).
     pub threat: ThreatModel,
     /// Query budget per example and restart, the initial query included.
     pub queries: usize,
@@ -98,7 +100,9 @@ pub struct Square {
     /// [`Square::p_selection`].
     pub p_init: f32,
     /// Independent runs; each later one attacks only the examples still unbroken.
+    /// 0 is treated as 1.
     pub restarts: usize,
+    /// The loss minimised by the random search.
     pub loss: SquareLoss,
 }
 
@@ -122,21 +126,26 @@ impl Square {
         }
     }
 
+    /// Sets the query budget per example and restart.
     pub fn queries(mut self, queries: usize) -> Self {
         self.queries = queries;
         self
     }
 
+    /// Sets the initial fraction of the image's pixels in a window (AutoAttack: 0.8); the
+    /// window side is clamped to fit the image.
     pub fn p_init(mut self, p_init: f32) -> Self {
         self.p_init = p_init;
         self
     }
 
+    /// Sets the number of independent runs.
     pub fn restarts(mut self, restarts: usize) -> Self {
         self.restarts = restarts;
         self
     }
 
+    /// Sets the loss the search minimises.
     pub fn loss(mut self, loss: SquareLoss) -> Self {
         self.loss = loss;
         self

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::{DataError, Dataset, Split};
 
-/// Channels, height and width of a CIFAR-10 image.
+/// Colour channels of a CIFAR-10 image (RGB).
 pub const CHANNELS: usize = 3;
+/// Height and width of a CIFAR-10 image, in pixels.
 pub const SIDE: usize = 32;
 /// Bytes of one image.
 pub const IMAGE_BYTES: usize = CHANNELS * SIDE * SIDE;

@@ -49,12 +49,21 @@ fn ten_class_names(dir: &Path, names: Vec<String>) -> Result<Vec<String>, DataEr
 /// (tens of millions of numbers) into logs and panic messages.
 #[derive(Clone)]
 pub struct Dataset {
+    /// Every pixel, example after example, each image C×H×W row-major; values in `[0, 1]`
+    /// and `len() * image_len()` of them ([`Dataset::new`] checks both).
     pub images: Vec<f32>,
+    /// One class index per example, each `< num_classes`.
     pub labels: Vec<u8>,
+    /// Colour channels per image (1 for the MNISTs, 3 for CIFAR-10).
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Number of classes, in `1..=256` (labels are bytes).
     pub num_classes: usize,
+    /// One display name per class, indexed by label; the class indices as text for unnamed
+    /// data, so there are always `num_classes` of them.
     pub class_names: Vec<String>,
 }
 
@@ -152,6 +161,7 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// Whether the data set has no examples (an empty validation split, say).
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -324,8 +334,11 @@ pub fn batches(order: &[usize], batch_size: usize) -> std::slice::Chunks<'_, usi
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
+    /// Fashion-MNIST (Xiao et al., 2017): 28×28 greyscale clothing, IDX files.
     FashionMnist,
+    /// MNIST handwritten digits: 28×28 greyscale, IDX files.
     Mnist,
+    /// CIFAR-10: 32×32 RGB, the binary version's batch files.
     Cifar10,
 }
 
@@ -346,6 +359,7 @@ impl DatasetName {
         }
     }
 
+    /// The official class names, in label order.
     pub fn class_names(&self) -> Vec<String> {
         let names: &[&str] = match self {
             DatasetName::FashionMnist => &[
@@ -386,10 +400,12 @@ impl DatasetName {
         }
     }
 
+    /// Number of classes: 10 for every known data set.
     pub fn num_classes(&self) -> usize {
         10
     }
 
+    /// The name as used by `--dataset` and in records.
     pub fn as_str(&self) -> &'static str {
         match self {
             DatasetName::FashionMnist => "fashion-mnist",
@@ -443,11 +459,14 @@ impl FromStr for DatasetName {
 /// Which half of a data set's official train/test division.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Split {
+    /// The training split (60 000 images for the MNISTs, 50 000 for CIFAR-10).
     Train,
+    /// The held-out test split (10 000 images for each known data set).
     Test,
 }
 
 impl Split {
+    /// Lower-case name for messages: `"train"` or `"test"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Split::Train => "train",

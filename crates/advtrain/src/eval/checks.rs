@@ -21,7 +21,9 @@ use crate::Result;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// The outcome an honest evaluation has.
     Pass,
+    /// The outcome is off: the robust accuracy may be overstated; read the check's detail.
     Warn,
     /// Not applicable (e.g. Square under L2).
     Skip,
@@ -30,26 +32,34 @@ pub enum Verdict {
 /// One line of the checklist with the figures behind it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
+    /// 1-based number of the check in the checklist (1 to 7), stable across runs.
     pub id: usize,
+    /// Short statement of what the check expects, e.g. "PGD at least as strong as FGSM".
     pub name: String,
+    /// Whether the expectation held.
     pub verdict: Verdict,
     /// Plain-words explanation of the verdict.
     pub detail: String,
+    /// The measurements behind the verdict by name (e.g. `"pgd"`, `"fgsm"`); accuracies and
+    /// fractions are in `[0, 1]`, counts are whole numbers.
     pub figures: BTreeMap<String, f64>,
 }
 
 /// Settings of the checklist.
 #[derive(Clone, Debug)]
 pub struct ChecksConfig {
+    /// The threat model under evaluation; check 1 also attacks at ¼, ½ and 2 times its ε.
     pub threat: ThreatModel,
     /// PGD steps of the reference attack (doubled in check 5).
     pub steps: usize,
     /// Square queries for check 4.
     pub square_queries: usize,
+    /// Examples per forward pass; 0 is treated as 1.
     pub batch_size: usize,
 }
 
 impl ChecksConfig {
+    /// Defaults for `threat`: PGD-20, 1,000 Square queries, batches of 256.
     pub fn new(threat: ThreatModel) -> Self {
         Self {
             threat,

@@ -29,6 +29,7 @@ pub enum EnsemblePreset {
 }
 
 impl EnsemblePreset {
+    /// The ensemble's name in records and reports: `"autoattack"` or `"autoattack-fast"`.
     pub fn name(&self) -> &'static str {
         match self {
             EnsemblePreset::Standard => "autoattack",
@@ -53,6 +54,7 @@ impl EnsemblePreset {
 /// What one stage of the ensemble did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
+    /// The stage's attack, as its [`Attack::name`] describes it (budget and threat model).
     pub attack: String,
     /// Points still robust when the stage started.
     pub attacked: usize,
@@ -60,27 +62,41 @@ pub struct Stage {
     pub broken: usize,
     /// Robust accuracy over the whole set after this stage.
     pub robust_after: f64,
+    /// Wall-clock seconds the stage took.
     pub seconds: f64,
 }
 
 /// The ensemble's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleResult {
+    /// The ensemble's name (e.g. [`EnsemblePreset::name`]), used as the attack name.
     pub name: String,
+    /// The threat model of the first attack (all stages share it); an L∞ ball of radius 0
+    /// when there were no attacks.
     pub threat: ThreatModel,
+    /// Number of examples evaluated.
     pub n: usize,
+    /// Accuracy on the clean inputs.
     pub clean: Accuracy,
+    /// Fraction correct clean and after every stage: the per-point worst case.
     pub robust: Accuracy,
+    /// Per example: classified correctly on the clean input.
     pub clean_correct: Vec<bool>,
+    /// Per example: correct on the clean input and not broken by any stage.
     pub robust_correct: Vec<bool>,
     /// Per example: the attack that broke it (`None`: robust, or wrong already when clean).
     pub broken_by: Vec<Option<String>>,
     /// Per example: the prediction on the adversarial input that broke it (else the clean
     /// prediction).
     pub adv_pred: Vec<u8>,
+    /// Per example: the true label.
     pub labels: Vec<u8>,
+    /// One entry per attack, in the order they ran.
     pub stages: Vec<Stage>,
+    /// The largest perturbation any stage produced, in the threat model's norm (checked
+    /// against ε by the evaluation).
     pub max_perturbation: f32,
+    /// Wall-clock seconds for the whole ensemble, clean predictions included.
     pub seconds: f64,
 }
 

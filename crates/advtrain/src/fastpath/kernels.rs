@@ -12,17 +12,25 @@ use rayon::prelude::*;
 /// Shape and options of one 2-D convolution (groups = 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Images in the batch (N).
     pub batch: usize,
+    /// Input channels (C_in).
     pub channels_in: usize,
+    /// Input height before padding.
     pub height: usize,
+    /// Input width before padding.
     pub width: usize,
+    /// Output channels (C_out), the number of filters.
     pub channels_out: usize,
+    /// Kernel height and width (kh, kw).
     pub kernel: [usize; 2],
+    /// Stride along (height, width); 0 makes [`ConvGeometry::output_size`] `None`.
     pub stride: [usize; 2],
     /// Padding before each spatial dimension (top, left).
     pub padding_begin: [usize; 2],
     /// Padding after each spatial dimension (bottom, right).
     pub padding_end: [usize; 2],
+    /// Spacing between kernel taps along (height, width); 1 is a plain convolution.
     pub dilation: [usize; 2],
 }
 

@@ -44,14 +44,21 @@ pub struct BestRecord {
     /// What "best" was judged by (validation PGD accuracy for adversarial methods, clean
     /// accuracy otherwise), and its value.
     pub criterion: String,
+    /// The criterion's value at that epoch, a fraction in `[0, 1]`; a later epoch replaces
+    /// this record only by beating it strictly.
     pub value: f64,
+    /// Validation clean accuracy at that epoch (`None` without a validation split).
     pub val_clean_accuracy: Option<f64>,
+    /// Validation robust accuracy at that epoch (`None` when robustness was not measured);
+    /// the monitor's PGD-drop alarm compares against it.
     pub val_pgd_accuracy: Option<f64>,
 }
 
 /// Where training stands, as plain data (the checkpoint's JSON part).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// Layout version of this record; [`Checkpoint::from_bytes`] accepts only
+    /// [`FORMAT_VERSION`].
     pub format_version: u32,
     /// The configuration the run was started with, as the task records it (a resume must
     /// match it).
@@ -66,21 +73,33 @@ pub struct TrainState {
     pub rng: RngState,
     /// The generator of validation and monitor attacks.
     pub val_rng: RngState,
-    /// Running sums of the epoch in progress.
+    /// Running sums of the epoch in progress: the batches' mean losses, each weighted by
+    /// its number of examples.
     pub loss_sum: f64,
+    /// Examples of the epoch so far that the method's step counted as correct.
     pub correct: usize,
+    /// Examples of the epoch trained on so far.
     pub seen: usize,
+    /// Wall-clock seconds spent on the epoch in progress before this checkpoint (summed
+    /// over the processes that ran it).
     pub epoch_seconds: f64,
+    /// Of those, seconds in the batch loop (no end-of-epoch validation): the denominator of
+    /// the epoch's images per second.
     pub train_seconds: f64,
     /// Seconds of training spent before this checkpoint (all epochs).
     pub total_seconds: f64,
     /// Multiplier on the method's attack step size (reduced by rollbacks).
     pub step_scale: f32,
+    /// Rollbacks the monitor has made so far in the run.
     pub rollbacks: usize,
+    /// Metrics of every finished epoch, in order.
     pub history: Vec<EpochMetrics>,
     /// Monitor events of the epoch in progress.
     pub pending_events: Vec<MonitorEvent>,
+    /// Health checks taken inside the epoch in progress (`monitor.every_batches`), moved
+    /// into its metrics at the epoch's end.
     pub pending_checks: Vec<super::monitor::HealthCheck>,
+    /// The best checkpoint so far (`None` before the first validation that measured one).
     pub best: Option<BestRecord>,
     /// The highest gradient alignment the monitor has seen.
     #[serde(default)]
@@ -150,7 +169,11 @@ impl TrainState {
 /// `best_model`, `best_optimizer`, `free_delta`).
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
+    /// Where training stands (the file's JSON part).
     pub state: TrainState,
+    /// Binary parts by name: weights and optimiser state as serialised bytes, plus any a
+    /// task saves (see [`crate::train::TrainTask::save_state`]); `from_bytes` insists on
+    /// `model` and `optimizer`.
     pub blobs: BTreeMap<String, Vec<u8>>,
 }
 

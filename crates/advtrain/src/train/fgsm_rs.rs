@@ -14,6 +14,8 @@ use crate::threat::ThreatModel;
 /// Train on FGSM-RS examples with step `alpha_factor·ε`.
 #[derive(Clone, Debug)]
 pub struct FgsmRs {
+    /// FGSM step as a multiple of ε (Wong et al.: 1.25); after a monitor rollback the
+    /// step runs with it multiplied by the reduced step scale.
     pub alpha_factor: f32,
     /// Wong et al.'s random start; without it this is plain FGSM training (Goodfellow et
     /// al.), which overfits catastrophically far more readily.

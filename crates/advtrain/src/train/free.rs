@@ -138,7 +138,9 @@ impl<M: Classifier> TrainStep<M, ImageBatch> for FreeAt {
 /// What one replay computed; the caller runs the backward pass (for the parameter update)
 /// and reads the input gradient from `input`.
 pub struct FreeReplay {
+    /// Mean cross-entropy over the batch at the perturbed input, tracked by autodiff.
     pub loss: Tensor<1>,
+    /// Logits at the perturbed input (still tracked; detach before counting).
     pub logits: Tensor<2>,
     /// The perturbed input, tracked by autodiff.
     pub input: Tensor<4>,

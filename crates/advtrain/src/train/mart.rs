@@ -16,8 +16,11 @@ use crate::threat::ThreatModel;
 /// MART with a `steps`-step PGD inner maximisation.
 #[derive(Clone, Debug)]
 pub struct Mart {
+    /// Weight β of the misclassification-weighted KL term (published default 6).
     pub beta: f32,
+    /// Steps of the inner PGD attack (published default 10).
     pub steps: usize,
+    /// Inner PGD step size in pixel units; `None`: 2.5·ε/steps at the current (warmed-up) ε.
     pub step_size: Option<f32>,
 }
 

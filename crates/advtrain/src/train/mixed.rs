@@ -14,8 +14,12 @@ use crate::threat::ThreatModel;
 /// Clean loss plus λ times the loss on PGD-`steps` examples.
 #[derive(Clone, Debug)]
 pub struct Mixed {
+    /// Weight λ of the adversarial loss against the clean one (default 1: equal weight);
+    /// must be finite and `>= 0`.
     pub lambda: f32,
+    /// Steps of the inner PGD attack (published default 10).
     pub steps: usize,
+    /// Inner PGD step size in pixel units; `None`: 2.5·ε/steps at the current (warmed-up) ε.
     pub step_size: Option<f32>,
 }
 

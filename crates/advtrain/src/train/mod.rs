@@ -61,37 +61,59 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum MethodConfig {
+    /// Plain training on clean inputs: the non-robust baseline (needs no ε).
     Standard,
+    /// PGD adversarial training (Madry et al. 2018) on the adversarial examples only.
     PgdAt {
+        /// Steps of the inner PGD attack (default 10); must be at least 1.
         steps: usize,
+        /// Inner step size in pixel units; `None`: 2.5·ε/steps at the current ε.
         step_size: Option<f32>,
     },
+    /// Clean loss plus λ times the PGD adversarial loss (Goodfellow et al. 2015's mix).
     Mixed {
+        /// Weight of the adversarial loss (default 1); finite and `>= 0`.
         lambda: f32,
+        /// Steps of the inner PGD attack (default 10); must be at least 1.
         steps: usize,
+        /// Inner step size in pixel units; `None`: 2.5·ε/steps at the current ε.
         step_size: Option<f32>,
     },
+    /// Fast adversarial training (Wong et al. 2020): FGSM from a random start.
     FgsmRs {
+        /// FGSM step as a multiple of ε (default 1.25, Wong et al.'s value).
         alpha_factor: f32,
         /// Start from a uniform random point of the ball (default; `false` gives plain FGSM
         /// training, the textbook case of catastrophic overfitting).
         #[serde(default = "yes")]
         random_start: bool,
     },
+    /// TRADES (Zhang et al. 2019): clean cross-entropy plus β·KL to the adversarial
+    /// prediction.
     Trades {
+        /// Weight of the KL term (default 6, the paper's CIFAR-10 value).
         beta: f32,
+        /// Ascent steps of the inner KL maximisation (default 10); must be at least 1.
         steps: usize,
+        /// Inner step size in pixel units; `None`: 2.5·ε/steps at the current ε.
         step_size: Option<f32>,
     },
     /// Free adversarial training: each batch replayed `replays` times, the perturbation
     /// moved by `step_size` (default ε) with each replay's input gradient.
     Free {
+        /// Replays per batch, the paper's `m` (default 8); must be at least 1.
         replays: usize,
+        /// Perturbation step in pixel units; `None`: ε.
         step_size: Option<f32>,
     },
+    /// MART (Wang et al. 2020): boosted adversarial cross-entropy plus a KL term weighted
+    /// towards misclassified examples.
     Mart {
+        /// Weight of the KL term (default 6).
         beta: f32,
+        /// Steps of the inner PGD attack (default 10); must be at least 1.
         steps: usize,
+        /// Inner step size in pixel units; `None`: 2.5·ε/steps at the current ε.
         step_size: Option<f32>,
     },
 }
@@ -142,6 +164,8 @@ impl MethodConfig {
         })
     }
 
+    /// The method's name in `config.toml`, on the command line and in records (one of
+    /// [`MethodConfig::NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
             MethodConfig::Standard => "standard",
@@ -202,6 +226,8 @@ impl MethodConfig {
         }
     }
 
+    /// Rejects settings no method can train with: zero steps or replays, and negative or
+    /// non-finite step sizes, λ, β or α factors.
     pub fn validate(&self) -> Result<()> {
         let positive = |what: &str, v: f32| {
             if v.is_finite() && v >= 0.0 {
@@ -269,19 +295,32 @@ impl FromStr for MethodConfig {
 /// weights).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The training method and its settings.
     pub method: MethodConfig,
+    /// Norm of the threat model trained against (default L∞).
     pub norm: Norm,
+    /// Training radius ε in pixel units of `[0, 1]` images; must be `> 0` for adversarial
+    /// methods and at most 1 in L∞.
     pub eps: f32,
+    /// Passes over the training set (default 5); at least 1.
     pub epochs: usize,
+    /// Examples per batch (default 128); at least 1.
     pub batch_size: usize,
+    /// Base (peak) learning rate; the schedule scales it. Default 0.1 for fgsm-rs, 0.05
+    /// otherwise.
     pub lr: f64,
+    /// The optimiser (default SGD, momentum 0.9, weight decay 5e-4).
     pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule (default one-cycle for fgsm-rs, piecewise otherwise).
     pub schedule: Schedule,
     /// ε grows linearly from 0 over this many epochs (0: full ε from the start).
     pub eps_warmup_epochs: f64,
+    /// Host-side augmentation of training batches (default none).
     pub augment: Augment,
     /// Steps of the PGD used for validation each epoch (the monitor's PGD-k).
     pub val_pgd_steps: usize,
+    /// Seeds the training generator (shuffling, augmentation, attack starts) and the
+    /// validation one (monitor attacks).
     pub seed: u64,
     /// The health monitor's alarms and what to do on them.
     #[serde(default)]
@@ -314,6 +353,7 @@ impl TrainConfig {
         }
     }
 
+    /// The threat model at full ε (`norm`, `eps`).
     pub fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
@@ -373,12 +413,16 @@ impl TrainConfig {
 pub struct EpochMetrics {
     /// 1-based.
     pub epoch: usize,
+    /// Mean training loss per example over the epoch (the method's loss: adversarial,
+    /// mixed or TRADES/MART as it defines it).
     pub train_loss: f64,
     /// Accuracy on the examples the method trained on (adversarial ones when it attacks).
     pub train_accuracy: f64,
+    /// Learning rate of the epoch's last batch, after the schedule.
     pub lr: f64,
     /// ε at the end of the epoch.
     pub eps: f32,
+    /// Validation clean accuracy, a fraction (`None` without a validation split).
     pub val_clean_accuracy: Option<f64>,
     /// Validation PGD-k accuracy (the monitor's; `None` without ε or validation split).
     pub val_robust_accuracy: Option<f64>,
@@ -407,7 +451,9 @@ pub struct EpochMetrics {
     /// The epoch of the best checkpoint so far.
     #[serde(default)]
     pub best_epoch: Option<usize>,
+    /// Wall-clock seconds of the epoch, validation included (summed over resumes).
     pub epoch_seconds: f64,
+    /// Training examples per second in the batch loop (validation excluded).
     pub train_images_per_second: f64,
     /// A modality's own figures for the epoch (text adversarial training: how many texts
     /// were attacked, the attack's success rate, its seconds), written beside the others.
@@ -425,6 +471,8 @@ fn yes() -> bool {
 
 /// Receives each finished epoch (to write metrics and checkpoints). An error stops training.
 pub trait EpochObserver<M> {
+    /// Called once per finished epoch, after validation and the monitor, with the epoch's
+    /// metrics and the model as it stands (before the epoch's checkpoint is written).
     fn on_epoch(&mut self, metrics: &EpochMetrics, model: &M) -> Result<()>;
 }
 
@@ -459,7 +507,9 @@ pub const BEST_MODEL: &str = "model-best.safetensors";
 pub struct Trained<M> {
     /// The final weights (the best checkpoint's if the monitor stopped the run).
     pub model: M,
+    /// One entry per finished epoch, those before a resume included.
     pub history: Vec<EpochMetrics>,
+    /// Wall-clock seconds of training, summed over resumed processes.
     pub seconds: f64,
     /// Which epoch's checkpoint was best, and by what.
     pub best: Option<BestRecord>,
@@ -467,6 +517,7 @@ pub struct Trained<M> {
     pub best_model: Option<M>,
     /// Why the monitor stopped training early, if it did.
     pub stopped: Option<String>,
+    /// How many times the monitor rolled back to the best checkpoint.
     pub rollbacks: usize,
 }
 

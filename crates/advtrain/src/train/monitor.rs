@@ -38,6 +38,7 @@ pub enum CollapsePolicy {
 }
 
 impl CollapsePolicy {
+    /// The name as used on the command line and in `config.toml`.
     pub fn as_str(&self) -> &'static str {
         match self {
             CollapsePolicy::Stop => "stop",
@@ -83,6 +84,7 @@ pub struct MonitorConfig {
     /// initial state, and on Fashion-MNIST at ε = 0.3 this fired on a run that never
     /// collapsed).
     pub alignment_ratio: f64,
+    /// What an alarm does (default: roll back to the best checkpoint).
     pub on_collapse: CollapsePolicy,
     /// On rollback the attack step size is multiplied by this.
     pub rollback_step_factor: f32,
@@ -105,6 +107,8 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// Checks the ranges: interval and example count `>= 1`, drop and ratio fractions in
+    /// `[0, 1]`, alignment a cosine in `[-1, 1]`, step factor in `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if self.every_batches == Some(0) {
             return Err(Error::config("monitor interval must be >= 1 batch"));
@@ -145,12 +149,15 @@ impl MonitorConfig {
 pub struct HealthCheck {
     /// Batches of the epoch done when it was taken (`None`: at the epoch's end).
     pub batch: Option<usize>,
+    /// Validation examples the check used (after `max_examples`).
     pub n: usize,
+    /// Clean accuracy on those examples, a fraction in `[0, 1]`.
     pub clean_accuracy: f64,
     /// FGSM (no random start, step ε); `None` where there is no FGSM (text).
     pub fgsm_accuracy: Option<f64>,
     /// PGD-k with a random start (for text: accuracy under the run's attack).
     pub pgd_accuracy: f64,
+    /// PGD steps (at least 1); for text, the attack's budget.
     pub pgd_steps: usize,
     /// The PGD attack's full name.
     pub pgd_attack: String,
@@ -312,6 +319,7 @@ pub struct MonitorEvent {
     pub batch: Option<usize>,
     /// `alarm`, `rollback`, `stop`, `best` (a new best checkpoint) or `info`.
     pub kind: String,
+    /// Human-readable account: the figures behind an alarm, or what an action restored.
     pub message: String,
 }
 

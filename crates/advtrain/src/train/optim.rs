@@ -16,12 +16,20 @@ use crate::{Error, Result};
 pub enum OptimizerConfig {
     /// SGD with (PyTorch-style, undampened) momentum and L2 weight decay.
     Sgd {
+        /// Momentum coefficient in `[0, 1)` (default 0.9); 0 turns momentum off.
         momentum: f64,
+        /// L2 penalty added to each gradient as `weight_decay · θ` (default 5e-4); 0 turns
+        /// it off.
         weight_decay: f64,
+        /// Nesterov momentum instead of the classical kind (default `false`).
         nesterov: bool,
     },
     /// Adam with optional L2 weight decay.
-    Adam { weight_decay: f64 },
+    Adam {
+        /// L2 penalty added to each gradient (coupled, not AdamW's decoupled decay);
+        /// 0 turns it off.
+        weight_decay: f64,
+    },
 }
 
 impl OptimizerConfig {
@@ -47,6 +55,7 @@ impl OptimizerConfig {
         }
     }
 
+    /// Checks that momentum is in `[0, 1)` and weight decay finite and `>= 0`.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, v: f64| {
             Err(Error::config(format!(
@@ -117,10 +126,19 @@ pub enum Schedule {
     /// The base rate throughout.
     Constant,
     /// Multiply by `factor` at each milestone (fractions of training, e.g. 0.5 and 0.75).
-    Piecewise { milestones: Vec<f64>, factor: f64 },
+    Piecewise {
+        /// Points of training, as fractions in `[0, 1]` of all iterations, where the rate
+        /// is multiplied by `factor`.
+        milestones: Vec<f64>,
+        /// Multiplier applied at each milestone passed (default 0.1); must be `> 0`.
+        factor: f64,
+    },
     /// Linear warm-up from 0 to the base rate over the first `peak` fraction of training,
     /// then linear decay to 0 (the cyclic schedule of Wong et al. 2020).
-    OneCycle { peak: f64 },
+    OneCycle {
+        /// Fraction of training, in `(0, 1)`, at which the rate peaks (default 0.4).
+        peak: f64,
+    },
 }
 
 impl Schedule {
@@ -137,6 +155,7 @@ impl Schedule {
         Schedule::OneCycle { peak: 0.4 }
     }
 
+    /// Short name for records: `"constant"`, `"piecewise"` or `"one-cycle"`.
     pub fn name(&self) -> &'static str {
         match self {
             Schedule::Constant => "constant",
@@ -145,6 +164,8 @@ impl Schedule {
         }
     }
 
+    /// Checks milestones are fractions in `[0, 1]`, the factor positive and the peak in
+    /// `(0, 1)`.
     pub fn validate(&self) -> Result<()> {
         match self {
             Schedule::Constant => Ok(()),

@@ -13,7 +13,9 @@ use crate::threat::ThreatModel;
 /// Train on PGD-`steps` examples (random start, step `step_size` or 2.5ε/steps).
 #[derive(Clone, Debug)]
 pub struct PgdAt {
+    /// Steps of the inner PGD attack (published default 10).
     pub steps: usize,
+    /// Inner PGD step size in pixel units; `None`: 2.5·ε/steps at the current (warmed-up) ε.
     pub step_size: Option<f32>,
 }
 

@@ -14,8 +14,12 @@ use crate::threat::ThreatModel;
 /// TRADES with a `steps`-step inner maximisation of the KL divergence.
 #[derive(Clone, Debug)]
 pub struct Trades {
+    /// Weight β of the KL robustness term (default 6, the paper's CIFAR-10 value; 1 for
+    /// MNIST in the paper); larger trades clean accuracy for robustness.
     pub beta: f32,
+    /// Ascent steps of the inner KL maximisation (default 10).
     pub steps: usize,
+    /// Inner step size in pixel units; `None`: 2.5·ε/steps at the current (warmed-up) ε.
     pub step_size: Option<f32>,
 }
 
