@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod ensemble;
+pub mod spec;
 
 use std::time::Instant;
 
@@ -226,7 +227,10 @@ pub struct CurvePoint {
     pub robust: Accuracy,
 }
 
-/// Robust accuracy at each ε, attacking with `make_attack(ε)`.
+/// Robust accuracy at each ε, attacking with `make_attack(ε)`. At ε = 0 no attack can move
+/// a point, so the clean accuracy is the exact value: it is measured without attacking
+/// (one forward pass, and no draws from `rng`, so the other points do not depend on
+/// whether 0 is on the curve).
 pub fn eps_curve<M: Classifier, A: Attack>(
     model: &M,
     data: &Dataset,
@@ -239,6 +243,10 @@ pub fn eps_curve<M: Classifier, A: Attack>(
     eps_values
         .iter()
         .map(|&eps| {
+            if eps == 0.0 {
+                let robust = clean_accuracy(model, data, batch_size, progress);
+                return Ok(CurvePoint { eps, robust });
+            }
             let result = evaluate(model, data, &make_attack(eps), batch_size, rng, progress)?;
             Ok(CurvePoint {
                 eps,

@@ -1,0 +1,422 @@
+//! An attack described by data: what the CLI's `--attack`, `--steps`, `--loss`... say, as a
+//! typed value a library user can build too, and one call that runs it (a single attack or
+//! an AutoAttack-style ensemble) or its accuracy-vs-ε curve.
+//!
+//! ```
+//! use advtrain::eval::spec::{AttackKind, AttackSpec};
+//! use advtrain::threat::ThreatModel;
+//!
+//! let spec = AttackSpec { steps: 40, restarts: 2, ..AttackSpec::new(AttackKind::Pgd) };
+//! let pgd = spec.build(ThreatModel::linf(0.1)).unwrap();
+//! # let _ = pgd;
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::ensemble::{self, EnsemblePreset, EnsembleResult};
+use super::{clean_accuracy, eps_curve, evaluate, CurvePoint, RobustEval};
+use crate::attack::{
+    AnyAttack, Apgd, ApgdLoss, ApgdTargeted, AttackLoss, Fgsm, Pgd, Square, TargetMode,
+};
+use crate::data::Dataset;
+use crate::model::Classifier;
+use crate::progress::Progress;
+use crate::rng::AdvRng;
+use crate::threat::{Norm, ThreatModel};
+use crate::{Error, Result};
+
+/// Which attack (or ensemble) a spec names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackKind {
+    /// One signed-gradient step (FGM under L2).
+    Fgsm,
+    /// Projected gradient descent (Madry et al.), with restarts and an optional target.
+    Pgd,
+    /// APGD with cross-entropy (Croce & Hein 2020).
+    ApgdCe,
+    /// APGD with the DLR loss.
+    ApgdDlr,
+    /// Targeted APGD with the DLR loss, over several target classes.
+    ApgdT,
+    /// Square, the black-box score-based attack (L∞).
+    Square,
+    /// The AutoAttack-style ensemble, [`EnsemblePreset::Standard`].
+    AutoAttack,
+    /// The cheaper screening ensemble, [`EnsemblePreset::Fast`].
+    AutoAttackFast,
+}
+
+impl AttackKind {
+    /// The names [`FromStr`] accepts, for error messages and help texts.
+    pub const NAMES: &'static str =
+        "fgsm, pgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or autoattack-fast";
+
+    /// The ensemble this kind names, if it names one (they run through
+    /// [`ensemble::ensemble`], not as one [`crate::attack::Attack`]).
+    pub fn ensemble(self) -> Option<EnsemblePreset> {
+        match self {
+            AttackKind::AutoAttack => Some(EnsemblePreset::Standard),
+            AttackKind::AutoAttackFast => Some(EnsemblePreset::Fast),
+            _ => None,
+        }
+    }
+
+    /// Whether `steps` is part of the attack (so an evaluation record carries it).
+    pub fn is_iterative(self) -> bool {
+        matches!(
+            self,
+            AttackKind::Pgd | AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT
+        )
+    }
+
+    /// Whether `restarts` is part of the attack (so an evaluation record carries it).
+    pub fn has_restarts(self) -> bool {
+        matches!(
+            self,
+            AttackKind::Pgd | AttackKind::ApgdCe | AttackKind::ApgdDlr
+        )
+    }
+}
+
+impl FromStr for AttackKind {
+    type Err = Error;
+
+    /// Parses the CLI's names; `fgm` is FGSM's L2 name and `apgd` is APGD-CE.
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "fgsm" | "fgm" => AttackKind::Fgsm,
+            "pgd" => AttackKind::Pgd,
+            "apgd-ce" | "apgd" => AttackKind::ApgdCe,
+            "apgd-dlr" => AttackKind::ApgdDlr,
+            "apgd-t" => AttackKind::ApgdT,
+            "square" => AttackKind::Square,
+            "autoattack" => AttackKind::AutoAttack,
+            "autoattack-fast" => AttackKind::AutoAttackFast,
+            other => {
+                return Err(Error::config(format!(
+                    "unknown attack '{other}': expected {}",
+                    Self::NAMES
+                )))
+            }
+        })
+    }
+}
+
+/// Parses a target mode: `random`, `least-likely` or a class index.
+pub fn parse_target(s: &str) -> Result<TargetMode> {
+    Ok(match s {
+        "random" => TargetMode::Random,
+        "least-likely" => TargetMode::LeastLikely,
+        n => TargetMode::Class(n.parse().map_err(|_| {
+            Error::config(format!(
+                "--target must be random, least-likely or a class index, got '{n}'"
+            ))
+        })?),
+    })
+}
+
+/// An attack with its settings, independent of the radius: [`AttackSpec::build`] places it
+/// at a threat model, so one spec serves every point of an ε-curve. Fields a kind does not
+/// use are ignored (`queries` outside Square, `targets` outside APGD-T).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttackSpec {
+    /// Which attack.
+    pub kind: AttackKind,
+    /// The name it was asked for by (`fgm` or `fgsm`, `apgd` or `apgd-ce`): it labels the
+    /// evaluation record and its file, so what a person typed is what they find.
+    pub name: String,
+    /// Iterations of PGD and APGD.
+    pub steps: usize,
+    /// Restarts of PGD and APGD (the worst case per example is kept).
+    pub restarts: usize,
+    /// PGD's step size (`None`: 2.5·ε/steps).
+    pub step_size: Option<f32>,
+    /// The loss FGSM and PGD ascend.
+    pub loss: AttackLoss,
+    /// Targeted PGD: how the target is picked.
+    pub target: Option<TargetMode>,
+    /// Square's query budget per example.
+    pub queries: usize,
+    /// APGD-T's number of target classes.
+    pub targets: usize,
+}
+
+impl AttackSpec {
+    /// `kind` with the CLI's defaults: 20 steps, 1 restart, cross-entropy, untargeted,
+    /// 5,000 Square queries, 9 APGD-T targets.
+    pub fn new(kind: AttackKind) -> Self {
+        let name = match kind {
+            AttackKind::Fgsm => "fgsm",
+            AttackKind::Pgd => "pgd",
+            AttackKind::ApgdCe => "apgd-ce",
+            AttackKind::ApgdDlr => "apgd-dlr",
+            AttackKind::ApgdT => "apgd-t",
+            AttackKind::Square => "square",
+            AttackKind::AutoAttack => "autoattack",
+            AttackKind::AutoAttackFast => "autoattack-fast",
+        };
+        Self {
+            kind,
+            name: name.to_string(),
+            steps: 20,
+            restarts: 1,
+            step_size: None,
+            loss: AttackLoss::CrossEntropy,
+            target: None,
+            queries: 5000,
+            targets: 9,
+        }
+    }
+
+    /// The spec an attack name asks for, with the defaults of [`AttackSpec::new`].
+    pub fn named(name: &str) -> Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            ..Self::new(name.parse()?)
+        })
+    }
+
+    /// Checks the settings the kind uses, so [`AttackSpec::build`] fails before any work.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |v: usize, what: &str| {
+            if v == 0 {
+                Err(Error::config(format!("{what} must be at least 1")))
+            } else {
+                Ok(())
+            }
+        };
+        match self.kind {
+            AttackKind::Fgsm if self.target.is_some() => {
+                Err(Error::config("--target needs --attack pgd"))
+            }
+            AttackKind::Pgd => {
+                if self.steps == 0 || self.restarts == 0 {
+                    return Err(Error::config("--steps and --restarts must be at least 1"));
+                }
+                match self.step_size {
+                    Some(a) if !(a.is_finite() && a > 0.0) => {
+                        Err(Error::config("--step-size must be > 0"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            AttackKind::ApgdCe | AttackKind::ApgdDlr => {
+                positive(self.steps, "--steps")?;
+                positive(self.restarts, "--restarts")
+            }
+            AttackKind::ApgdT => {
+                positive(self.steps, "--steps")?;
+                positive(self.targets, "--targets")
+            }
+            AttackKind::Square => positive(self.queries, "--queries"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The attack at `threat`. Ensembles are several attacks, not one: run them with
+    /// [`AttackSpec::run`].
+    pub fn build(&self, threat: ThreatModel) -> Result<AnyAttack> {
+        if self.kind.ensemble().is_some() {
+            return Err(Error::config(format!(
+                "{} is an ensemble: use it with `advtrain eval`",
+                self.name
+            )));
+        }
+        self.validate()?;
+        Ok(self.assemble(threat))
+    }
+
+    /// [`AttackSpec::build`] after validation (ensembles excluded by the caller).
+    fn assemble(&self, threat: ThreatModel) -> AnyAttack {
+        match self.kind {
+            AttackKind::Fgsm => AnyAttack::Fgsm(Fgsm::new(threat).with_loss(self.loss)),
+            AttackKind::Pgd => {
+                let mut pgd = Pgd::new(threat)
+                    .steps(self.steps)
+                    .restarts(self.restarts)
+                    .loss(self.loss);
+                if let Some(a) = self.step_size {
+                    pgd = pgd.step_size(a);
+                }
+                if let Some(t) = self.target {
+                    pgd = pgd.targeted(t);
+                }
+                AnyAttack::Pgd(pgd)
+            }
+            AttackKind::ApgdCe | AttackKind::ApgdDlr => AnyAttack::Apgd(
+                Apgd::new(threat)
+                    .steps(self.steps)
+                    .restarts(self.restarts)
+                    .loss(if self.kind == AttackKind::ApgdDlr {
+                        ApgdLoss::Dlr
+                    } else {
+                        ApgdLoss::CrossEntropy
+                    }),
+            ),
+            AttackKind::ApgdT => AnyAttack::ApgdTargeted(
+                ApgdTargeted::new(threat)
+                    .steps(self.steps)
+                    .targets(self.targets),
+            ),
+            AttackKind::Square | AttackKind::AutoAttack | AttackKind::AutoAttackFast => {
+                AnyAttack::Square(Square::new(threat).queries(self.queries))
+            }
+        }
+    }
+
+    /// File-name tag of an evaluation: the name, `-<loss>` unless cross-entropy,
+    /// `-targeted`, and `-<norm>-eps<ε>` when `threat` is not the run's `trained` one.
+    pub fn tag(&self, threat: ThreatModel, trained: ThreatModel) -> String {
+        let mut tag = self.name.clone();
+        if self.loss != AttackLoss::CrossEntropy {
+            tag.push_str(&format!("-{}", self.loss));
+        }
+        if self.target.is_some() {
+            tag.push_str("-targeted");
+        }
+        if threat.norm != trained.norm || (threat.eps - trained.eps).abs() > 1e-9 {
+            tag.push_str(&format!("-{}-eps{}", threat.norm, threat.eps));
+        }
+        tag
+    }
+
+    /// Evaluates `model` on `data` at `threat`: the attack's result, and for an ensemble
+    /// also what each stage did.
+    pub fn run<M: Classifier>(
+        &self,
+        model: &M,
+        data: &Dataset,
+        threat: ThreatModel,
+        batch_size: usize,
+        rng: &mut AdvRng,
+        progress: &dyn Progress,
+    ) -> Result<SpecResult> {
+        match self.kind.ensemble() {
+            Some(p) => {
+                let ens = ensemble::ensemble(
+                    p.name(),
+                    model,
+                    data,
+                    &p.attacks(threat),
+                    batch_size,
+                    rng,
+                    progress,
+                )?;
+                Ok(SpecResult {
+                    eval: ens.as_eval(),
+                    ensemble: Some(ens),
+                })
+            }
+            None => Ok(SpecResult {
+                eval: evaluate(model, data, &self.build(threat)?, batch_size, rng, progress)?,
+                ensemble: None,
+            }),
+        }
+    }
+
+    /// Robust accuracy at each ε of `eps_values` under `norm` ([`eps_curve`] for one attack;
+    /// an ensemble is run afresh at each radius). At ε = 0 it is the clean accuracy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn curve<M: Classifier>(
+        &self,
+        model: &M,
+        data: &Dataset,
+        norm: Norm,
+        eps_values: &[f32],
+        batch_size: usize,
+        rng: &mut AdvRng,
+        progress: &dyn Progress,
+    ) -> Result<Vec<CurvePoint>> {
+        let at = |eps| ThreatModel { norm, eps };
+        let Some(preset) = self.kind.ensemble() else {
+            self.validate()?;
+            let make = |eps| self.assemble(at(eps));
+            return eps_curve(model, data, eps_values, make, batch_size, rng, progress);
+        };
+        let mut points = Vec::with_capacity(eps_values.len());
+        for &eps in eps_values {
+            let robust = if eps == 0.0 {
+                clean_accuracy(model, data, batch_size, progress)
+            } else {
+                let attacks = preset.attacks(at(eps));
+                let name = preset.name();
+                ensemble::ensemble(name, model, data, &attacks, batch_size, rng, progress)?.robust
+            };
+            points.push(CurvePoint { eps, robust });
+        }
+        Ok(points)
+    }
+}
+
+impl fmt::Display for AttackSpec {
+    /// The name it was asked for.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// What [`AttackSpec::run`] measured.
+#[derive(Clone, Debug)]
+pub struct SpecResult {
+    /// The evaluation (an ensemble's in the same shape).
+    pub eval: RobustEval,
+    /// An ensemble's full outcome: its stages and which attack broke each example.
+    pub ensemble: Option<EnsembleResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_to_kinds_and_keep_what_was_typed() {
+        let spec = AttackSpec::named("fgm").unwrap();
+        assert_eq!(spec.kind, AttackKind::Fgsm);
+        assert_eq!(spec.name, "fgm");
+        assert!(AttackSpec::named("magic")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown attack 'magic'"));
+        assert_eq!(
+            AttackKind::AutoAttack.ensemble(),
+            Some(EnsemblePreset::Standard)
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_before_any_work() {
+        let threat = ThreatModel::linf(0.1);
+        let pgd = AttackSpec {
+            steps: 0,
+            ..AttackSpec::new(AttackKind::Pgd)
+        };
+        assert!(pgd.build(threat).is_err());
+        let fgsm = AttackSpec {
+            target: Some(TargetMode::Random),
+            ..AttackSpec::new(AttackKind::Fgsm)
+        };
+        assert!(fgsm.build(threat).is_err());
+        let aa = AttackSpec::new(AttackKind::AutoAttack);
+        assert!(aa
+            .build(threat)
+            .unwrap_err()
+            .to_string()
+            .contains("ensemble"));
+        assert!(parse_target("three").is_err());
+        assert_eq!(parse_target("3").unwrap(), TargetMode::Class(3));
+    }
+
+    #[test]
+    fn tags_name_what_differs_from_the_training_threat() {
+        let trained = ThreatModel::linf(0.1);
+        let mut spec = AttackSpec::new(AttackKind::Pgd);
+        assert_eq!(spec.tag(trained, trained), "pgd");
+        spec.loss = AttackLoss::CwMargin;
+        spec.target = Some(TargetMode::LeastLikely);
+        assert_eq!(
+            spec.tag(ThreatModel::linf(0.2), trained),
+            "pgd-cw-targeted-linf-eps0.2"
+        );
+    }
+}
