@@ -1,27 +1,17 @@
-//! What the commands share: devices, threads, data sets and run directories.
+//! What the commands share that is the CLI's own business: the device and threads, and the
+//! lines several commands print the same way. Not a command module: commands import it,
+//! never each other.
 
 use std::path::{Path, PathBuf};
 
-use advtrain::data::{self, Dataset, DatasetName, Split};
-use advtrain::model::{self, ZooModel};
-use advtrain::run::{files, RunConfig};
+use advtrain::progress::Progress;
+use advtrain::text::eval::TextEvalRecord;
+use advtrain::train::Checkpoint;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
-use clap::Args;
 
-/// Flags every command takes.
-#[derive(Args, Clone, Debug)]
-pub struct Common {
-    /// Compute device: flex (CPU, default) or cuda (needs a build with --features cuda).
-    #[arg(long, default_value = "flex")]
-    pub device: String,
-    /// CPU threads for the flex backend (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Hide progress bars (results and warnings are still printed).
-    #[arg(long, short)]
-    pub quiet: bool,
-}
+use crate::args::Common;
+use crate::progress::Bars;
 
 impl Common {
     /// Sets the thread count and returns the device.
@@ -58,87 +48,62 @@ fn cuda_device() -> Result<Device> {
     bail!("this build of advtrain has no CUDA support; rebuild with: cargo build --release --features cuda")
 }
 
-/// Where a data set lives: `--data` if given, else its default directory.
-pub fn data_dir(name: DatasetName, data: Option<&Path>) -> Result<PathBuf> {
-    match data {
-        Some(d) => Ok(d.to_path_buf()),
-        None => name.default_dir().with_context(|| {
-            format!(
-                "{name} has no default location: pass --data DIR ({})",
-                name.missing_hint()
-            )
-        }),
+/// Prints where the refreshed report is; a report that could not be written is a warning,
+/// never a failed command (the records it reads are already safe on disk).
+pub fn print_report(written: advtrain::Result<PathBuf>) {
+    match written {
+        Ok(path) => println!("report:           {}", path.display()),
+        Err(e) => eprintln!("warning: could not write the report: {e}"),
     }
 }
 
-/// Loads a split, keeping only the first `limit` examples if asked.
-pub fn load_split(
-    name: DatasetName,
+/// Notes what a resume continues from: the damaged checkpoints passed over, then the
+/// position, or that training had already finished.
+pub fn note_resume(
+    bars: &Bars,
     dir: &Path,
-    split: Split,
-    limit: Option<usize>,
-) -> Result<Dataset> {
-    let data = data::load(name, dir, split)?;
-    Ok(match limit {
-        Some(n) => data.take(n),
-        None => data,
-    })
-}
-
-/// A trained run: its configuration and model.
-pub struct LoadedRun {
-    pub dir: PathBuf,
-    pub config: RunConfig,
-    pub model: ZooModel,
-    pub dataset: DatasetName,
-}
-
-/// Opens a run directory written by `advtrain train`.
-pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
-    if !dir.is_dir() {
-        bail!("{}: no such run directory", dir.display());
+    (ckpt, path, warnings): (&Checkpoint, &Path, &[String]),
+    epochs: usize,
+) {
+    for w in warnings {
+        bars.note(&format!("warning: {w}"));
     }
-    let config: RunConfig = advtrain::io::read_toml(&dir.join(files::CONFIG))?;
-    let dataset: DatasetName = config
-        .dataset
-        .parse()
-        .with_context(|| format!("{}: bad dataset", dir.join(files::CONFIG).display()))?;
-    let fresh = ZooModel::new(
-        config.model,
-        &config.shape,
-        config.normalization.clone(),
-        device,
-    )?;
-    let model = model::load_safetensors(fresh, &dir.join(files::MODEL))?;
-    Ok(LoadedRun {
-        dir: dir.to_path_buf(),
-        config,
-        model,
-        dataset,
-    })
+    if ckpt.state.epoch >= epochs || ckpt.state.stopped.is_some() {
+        bars.note(&format!(
+            "{}: training had already finished; evaluating it again",
+            dir.display()
+        ));
+    } else {
+        bars.note(&format!(
+            "resuming {} from {} (epoch {}, batch {} of {} epochs)",
+            dir.display(),
+            path.display(),
+            ckpt.state.epoch + 1,
+            ckpt.state.batch,
+            epochs
+        ));
+    }
 }
 
-/// The test split of a run's data set (honouring the run's `--limit` unless overridden).
-pub fn run_test_set(run: &LoadedRun, data: Option<&Path>, limit: Option<usize>) -> Result<Dataset> {
-    let dir = match data {
-        Some(d) => d.to_path_buf(),
-        None => run.config.data_dir.clone(),
-    };
-    load_split(run.dataset, &dir, Split::Test, limit.or(run.config.limit))
-}
-
-/// Parses a comma-separated list of radii.
-pub fn parse_eps_list(s: &str) -> Result<Vec<f32>> {
-    s.split(',')
-        .map(|v| {
-            let e: f32 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("bad eps '{v}' in --eps-curve"))?;
-            if !e.is_finite() || e < 0.0 {
-                bail!("eps {e} in --eps-curve must be finite and >= 0");
-            }
-            Ok(e)
-        })
-        .collect()
+/// One text evaluation in one line.
+pub fn print_text_record(r: &TextEvalRecord) {
+    if r.attack == "none" {
+        println!(
+            "clean accuracy:   {:.2}% on {} texts",
+            100.0 * r.clean_accuracy,
+            r.examples
+        );
+    } else {
+        println!(
+            "{} (budget {}): accuracy {:.2}% (clean {:.2}%), success rate {:.1}%, mean edits {:.2}, {:.0} queries/text, {:.1} s",
+            r.attack,
+            r.budget,
+            100.0 * r.robust_accuracy,
+            100.0 * r.clean_accuracy,
+            100.0 * r.attack_success_rate,
+            r.mean_edits,
+            r.mean_queries,
+            r.seconds
+        );
+    }
 }

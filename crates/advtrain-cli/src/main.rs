@@ -1,53 +1,22 @@
 //! `advtrain`: attack, adversarially train and evaluate image classifiers from the shell.
 //!
-//! Argument parsing, progress bars and run directories live here; every algorithm lives in
-//! the `advtrain` library.
+//! The binary parses (`args`), dispatches on the command and the run's task (here), runs
+//! one command module per command and modality (`commands`), and prints; every algorithm
+//! and all run logic live in the `advtrain` library.
 
-mod cmd_attack;
-mod cmd_bench;
-mod cmd_eval;
-mod cmd_report;
-mod cmd_text;
-mod cmd_train;
+mod args;
+mod commands;
 mod common;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use advtrain::run::{RunDir, Task};
+use anyhow::Result;
+use clap::Parser;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "advtrain",
-    version,
-    about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers",
-    long_about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers.\n\n\
-        Quick start:\n  advtrain train --dataset fashion-mnist --model small-cnn --method fgsm-rs --eps 0.1 --epochs 5 --out runs/demo\n  \
-        advtrain eval --run runs/demo --attack pgd --steps 20 --restarts 1 --eps-curve 0,0.05,0.1,0.15,0.2\n  \
-        advtrain attack --run runs/demo --attack pgd --out adv/\n  \
-        advtrain report runs/demo"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-// Each command takes negative numbers as values, so "--eps -0.1" reaches validation
-// ("eps must be >= 0") instead of confusing the parser.
-enum Command {
-    /// Train a model (standard or adversarial) and write a run directory.
-    #[command(allow_negative_numbers = true)]
-    Train(Box<cmd_train::TrainArgs>),
-    /// Measure clean and robust accuracy of a run's model on the test set.
-    #[command(allow_negative_numbers = true)]
-    Eval(Box<cmd_eval::EvalArgs>),
-    /// Write adversarial examples and a PNG grid for a few test images.
-    #[command(allow_negative_numbers = true)]
-    Attack(Box<cmd_attack::AttackArgs>),
-    /// Write one self-contained HTML report (charts, tables, checklist) for one or more runs.
-    Report(Box<cmd_report::ReportArgs>),
-    /// Measure throughput (images/s, GFLOP/s) of inference, PGD-10 and adversarial training steps.
-    Bench(Box<cmd_bench::BenchArgs>),
-}
+use args::{Cli, Command, TrainArgs};
+use commands::{
+    attack_image, attack_text, bench, eval_image, eval_text, report, train_image, train_text,
+};
 
 /// mimalloc instead of the system allocator: the training and attack loops allocate and
 /// free many megabyte-sized tensors, and glibc returns those to the kernel each time
@@ -72,16 +41,50 @@ fn tune_allocator() {
 
 fn main() {
     tune_allocator();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Train(a) => cmd_train::run(*a),
-        Command::Eval(a) => cmd_eval::run(*a),
-        Command::Attack(a) => cmd_attack::run(*a),
-        Command::Report(a) => cmd_report::run(*a),
-        Command::Bench(a) => cmd_bench::run(*a),
-    };
-    if let Err(e) = result {
+    if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Dispatches on the command, then on the modality: the run directory's task for commands
+/// that read a run, the settings for a new one.
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train(&a),
+        Command::Eval(a) => {
+            let dir = RunDir::open(&a.run)?;
+            match dir.task() {
+                Task::Image => eval_image::run(&a, dir),
+                Task::Text => eval_text::run(&a, dir),
+            }
+        }
+        Command::Attack(a) => {
+            let dir = RunDir::open(&a.run)?;
+            match dir.task() {
+                Task::Image => attack_image::run(&a, dir),
+                Task::Text => attack_text::run(&a, dir),
+            }
+        }
+        Command::Report(a) => report::run(&a),
+        Command::Bench(a) => bench::run(&a),
+    }
+}
+
+/// `advtrain train`: a resumed run continues as its directory's task says; a new one is
+/// text when `--task text` or a text data set says so.
+fn train(args: &TrainArgs) -> Result<()> {
+    if let Some(path) = &args.resume {
+        args.check_resume_alone()?;
+        let dir = RunDir::open(path)?;
+        return match dir.task() {
+            Task::Image => train_image::resume(args, dir),
+            Task::Text => train_text::resume(args, dir),
+        };
+    }
+    let settings = args.load_settings()?;
+    match Task::infer(settings.task.as_deref(), settings.dataset.as_deref())? {
+        Task::Image => train_image::run(args, &settings),
+        Task::Text => train_text::run(args, &settings),
     }
 }

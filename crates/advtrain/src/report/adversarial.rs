@@ -8,8 +8,9 @@ use burn::tensor::activation::softmax;
 use super::data::RunReport;
 use super::examples::{adversarial_grid, AdversarialExamples};
 use crate::attack::{float_vec, int_vec, Attack, Pgd};
-use crate::data::{self, DatasetName, Split};
+use crate::data::{self, Dataset, DatasetName, Split};
 use crate::model::{self, Classifier, ZooModel};
+use crate::rng::AdvRng;
 use crate::run::files;
 use crate::threat::ThreatModel;
 
@@ -20,6 +21,39 @@ pub const REPORT_PGD_STEPS: usize = 20;
 
 fn labels(t: &Tensor<1, Int>) -> Vec<u8> {
     int_vec(t).into_iter().map(|v| v as u8).collect()
+}
+
+/// Attacks the test examples `indices` of `data` with `attack` and keeps what a person
+/// looks at: both images, the labels, both predictions and the confidence in the
+/// adversarial one. The model runs in evaluation mode. The report's grid and `advtrain
+/// attack` both go through here, so they show the same thing.
+pub fn craft_examples<M: Classifier, A: Attack>(
+    model: &M,
+    data: &Dataset,
+    indices: &[usize],
+    attack: &A,
+    rng: &mut AdvRng,
+    device: &Device,
+) -> AdversarialExamples {
+    let n = indices.len();
+    let model = model.valid();
+    let (x, y) = data.batch(indices, device);
+    let x_adv = attack.perturb(&model, x.clone(), y.clone(), rng);
+    let clean_pred = model.logits(x.clone()).argmax(1).reshape([n]);
+    let probs = softmax(model.logits(x_adv.clone()), 1);
+    let (conf, adv_pred) = probs.max_dim_with_indices(1);
+    AdversarialExamples {
+        channels: data.channels,
+        height: data.height,
+        width: data.width,
+        clean: float_vec(&x),
+        adversarial: float_vec(&x_adv),
+        labels: labels(&y),
+        clean_pred: labels(&clean_pred),
+        adv_pred: labels(&adv_pred.reshape([n])),
+        adv_confidence: float_vec(&conf.reshape([n])),
+        eps: attack.threat().eps,
+    }
 }
 
 /// Attacks the first [`REPORT_EXAMPLES`] test images of the run's data set with PGD-20 at
@@ -67,24 +101,8 @@ pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, Stri
     };
     let attack = Pgd::new(threat).steps(REPORT_PGD_STEPS);
     let idx: Vec<usize> = (0..n).collect();
-    let (x, y) = test.batch(&idx, device);
     let mut rng = crate::rng::seeded(0);
-    let x_adv = attack.perturb(&model, x.clone(), y.clone(), &mut rng);
-    let clean_pred = model.logits(x.clone()).argmax(1).reshape([n]);
-    let probs = softmax(model.logits(x_adv.clone()), 1);
-    let (conf, adv_pred) = probs.max_dim_with_indices(1);
-    let ex = AdversarialExamples {
-        channels: test.channels,
-        height: test.height,
-        width: test.width,
-        clean: float_vec(&x),
-        adversarial: float_vec(&x_adv),
-        labels: labels(&y),
-        clean_pred: labels(&clean_pred),
-        adv_pred: labels(&adv_pred.reshape([n])),
-        adv_confidence: float_vec(&conf.reshape([n])),
-        eps: threat.eps,
-    };
+    let ex = craft_examples(&model, &test, &idx, &attack, &mut rng, device);
     let grid = adversarial_grid(&ex, &name.class_names());
     let mut png = Vec::new();
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)

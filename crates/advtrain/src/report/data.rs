@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::eval::checks::{Check, Verdict};
-use crate::run::{files, EvalRecord, RunConfig, Summary};
+use crate::run::{files, RunConfig, Summary};
 use crate::train::{EpochMetrics, MonitorEvent};
 use crate::{Error, Result};
 
+pub use crate::run::EvalFile;
+
 /// The sanity checklist's file, written by `advtrain eval --checks`.
-pub const CHECKS: &str = "checks.json";
+pub const CHECKS: &str = files::CHECKS;
 
 /// What a run directory holds, as far as the report is concerned.
 #[derive(Clone, Debug)]
@@ -28,13 +30,6 @@ pub struct RunReport {
     pub checks: Option<Vec<Check>>,
     /// The adversarial-example grid (PNG bytes), or why there is none.
     pub examples: std::result::Result<Vec<u8>, String>,
-}
-
-/// One evaluation record with the file it came from.
-#[derive(Clone, Debug)]
-pub struct EvalFile {
-    pub file: String,
-    pub record: EvalRecord,
 }
 
 /// All runs of one report, in the order given.
@@ -74,20 +69,7 @@ impl RunReport {
         } else {
             None
         };
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("eval-") && n.ends_with(".json"))
-            .collect();
-        names.sort();
-        let evals = names
-            .into_iter()
-            .map(|file| {
-                let record = crate::io::read_json::<EvalRecord>(&dir.join(&file))?;
-                Ok(EvalFile { file, record })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let evals = crate::run::read_evals(dir)?;
         let checks_path = dir.join(CHECKS);
         let checks = if checks_path.is_file() {
             Some(crate::io::read_json::<Vec<Check>>(&checks_path)?)

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 
-pub use adversarial::{report_examples, REPORT_EXAMPLES, REPORT_PGD_STEPS};
+use crate::run::{RunDir, Task};
+
+pub use adversarial::{craft_examples, report_examples, REPORT_EXAMPLES, REPORT_PGD_STEPS};
 pub use charts::{eps_chart, run_colour_css, tradeoff_chart, training_charts};
 pub use data::{
     eps_curve, eps_curves, per_class, tradeoff_points, training_curves, ClassRow, EpsCurve,
@@ -22,7 +24,7 @@ pub(crate) use html::STYLE;
 pub use html::{escape, note, render_html};
 
 /// The report's file name inside a run directory.
-pub const REPORT: &str = "report.html";
+pub const REPORT: &str = crate::run::files::REPORT;
 
 /// Where a report goes by default: inside the run for one run, else the current directory.
 pub fn default_report_path<P: AsRef<Path>>(dirs: &[P]) -> PathBuf {
@@ -49,4 +51,39 @@ pub fn write_report<P: AsRef<Path>>(
     let path = out.map_or_else(|| default_report_path(dirs), Path::to_path_buf);
     crate::io::write_atomic(&path, render_html(&data).as_bytes())?;
     Ok(path)
+}
+
+/// Writes one report for `dirs`, whichever their task: the image report
+/// ([`write_report`]) or the text report ([`crate::text::report::write_text_report`]).
+/// Image and text runs measure different things, so one report cannot hold both: mixing
+/// them is an error. A directory without `config.toml` counts as an image run, as the
+/// image report accepts hand-made runs. Returns the path written.
+pub fn write_reports<P: AsRef<Path>>(
+    dirs: &[P],
+    out: Option<&Path>,
+    device: Option<&Device>,
+) -> crate::Result<PathBuf> {
+    let mut text = 0;
+    for dir in dirs {
+        if RunDir::task_of(dir.as_ref())? == Some(Task::Text) {
+            text += 1;
+        }
+    }
+    if text == 0 {
+        return write_report(dirs, out, device);
+    }
+    if text < dirs.len() {
+        return Err(crate::Error::config(
+            "cannot mix text and image runs in one report",
+        ));
+    }
+    let path = out.map_or_else(|| default_report_path(dirs), Path::to_path_buf);
+    crate::text::report::write_text_report(dirs, &path)
+}
+
+/// Writes or refreshes `report.html` inside one run directory, as `train` and `eval` do
+/// after recording something, so the report a person opens is never behind the records.
+/// `device` runs the image report's example attack. Returns the path written.
+pub fn refresh_run(dir: &Path, device: &Device) -> crate::Result<PathBuf> {
+    write_reports(&[dir], None, Some(device))
 }

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::attack::TextAttackResult;
 use super::edits::highlight_html;
+use super::eval::TextEvalRecord;
 use super::run::{TextRun, TextRunConfig};
 use crate::io::escape_html as escape;
 use crate::report::STYLE;
@@ -90,7 +92,20 @@ fn render(runs: &[Loaded]) -> Result<String> {
         names.join(", "),
         crate::VERSION
     );
-    // Data provenance, stated once per distinct data set.
+    render_data(&mut h, runs)?;
+    let evals = runs
+        .iter()
+        .map(|r| r.run.evals())
+        .collect::<Result<Vec<_>>>()?;
+    render_table(&mut h, runs, &evals);
+    render_training(&mut h, runs)?;
+    render_examples(&mut h, runs, &evals)?;
+    h.push_str("</body>\n</html>\n");
+    Ok(h)
+}
+
+/// Data provenance, stated once per distinct data set.
+fn render_data(h: &mut String, runs: &[Loaded]) -> Result<()> {
     h.push_str("<h2>Data</h2>\n<ul>\n");
     let mut seen = Vec::new();
     for r in runs {
@@ -113,17 +128,16 @@ fn render(runs: &[Loaded]) -> Result<String> {
     }
     h.push_str("</ul>\n");
 
-    // The comparison table: one row per run, one column group per attack.
+    Ok(())
+}
+
+/// The comparison table: one row per run, one column group per attack.
+fn render_table(h: &mut String, runs: &[Loaded], evals: &[Vec<TextEvalRecord>]) {
     let mut attacks: Vec<(String, usize)> = Vec::new();
-    let mut evals = Vec::new();
-    for r in runs {
-        let e = r.run.evals()?;
-        for rec in &e {
-            if rec.attack != "none" && !attacks.contains(&(rec.attack.clone(), rec.budget)) {
-                attacks.push((rec.attack.clone(), rec.budget));
-            }
+    for rec in evals.iter().flatten() {
+        if rec.attack != "none" && !attacks.contains(&(rec.attack.clone(), rec.budget)) {
+            attacks.push((rec.attack.clone(), rec.budget));
         }
-        evals.push(e);
     }
     attacks.sort();
     h.push_str(
@@ -137,7 +151,7 @@ fn render(runs: &[Loaded]) -> Result<String> {
         );
     }
     h.push_str("</tr>\n");
-    for (r, e) in runs.iter().zip(&evals) {
+    for (r, e) in runs.iter().zip(evals) {
         let clean = e
             .iter()
             .find(|x| x.attack == "none")
@@ -169,8 +183,10 @@ fn render(runs: &[Loaded]) -> Result<String> {
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n<p class=\"small\">Success rate: of the texts a model classified correctly, the share the attack turned wrong. Mean edits: over successful attacks.</p>\n");
+}
 
-    // Training history.
+/// Training history, one table per run.
+fn render_training(h: &mut String, runs: &[Loaded]) -> Result<()> {
     h.push_str("<h2>Training</h2>\n");
     for r in runs {
         let epochs = r.run.epochs()?;
@@ -196,9 +212,13 @@ fn render(runs: &[Loaded]) -> Result<String> {
         h.push_str("</table>\n");
     }
 
-    // Example evasions.
+    Ok(())
+}
+
+/// Example evasions, with the edits marked.
+fn render_examples(h: &mut String, runs: &[Loaded], evals: &[Vec<TextEvalRecord>]) -> Result<()> {
     h.push_str("<h2>Example evasions</h2>\n");
-    for (r, e) in runs.iter().zip(&evals) {
+    for (r, e) in runs.iter().zip(evals) {
         for rec in e.iter().filter(|x| x.attack != "none") {
             let examples = r.run.examples(&rec.attack, rec.budget)?;
             let wins: Vec<_> = examples
@@ -241,8 +261,7 @@ fn render(runs: &[Loaded]) -> Result<String> {
             h.push_str("</table>\n");
         }
     }
-    h.push_str("</body>\n</html>\n");
-    Ok(h)
+    Ok(())
 }
 
 /// A window of both texts around `position` (chars), so long emails stay readable. The
@@ -261,4 +280,77 @@ fn window(original: &str, adversarial: &str, position: usize) -> (String, String
         out
     };
     (cut(original), cut(adversarial))
+}
+
+/// What [`write_attack_pairs`] wrote.
+#[derive(Clone, Debug)]
+pub struct AttackPairs {
+    /// One JSON line per attacked text: labels, predictions, edits, both texts.
+    pub jsonl: PathBuf,
+    /// The same pairs as an HTML table with the edits marked.
+    pub html: PathBuf,
+}
+
+/// Writes the original / adversarial pairs of an attack on some test texts into `out_dir`
+/// (`pairs.jsonl` and `pairs.html`), so a person can read what the attack changed.
+/// `indices[i]` is the test index of `results[i]`; `classes` names the labels; `title`
+/// names the run in the page's heading.
+pub fn write_attack_pairs(
+    out_dir: &Path,
+    title: &str,
+    classes: &[String],
+    indices: &[usize],
+    record: &TextEvalRecord,
+    results: &[TextAttackResult],
+) -> Result<AttackPairs> {
+    std::fs::create_dir_all(out_dir).map_err(|e| crate::Error::io(out_dir, e))?;
+    let class = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mut jsonl = String::new();
+    let mut html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>advtrain text attack</title>\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:24px auto}} mark{{background:#ffd54a}} \
+         td{{border:1px solid #ccc;padding:6px;vertical-align:top;font-family:monospace;white-space:pre-wrap;word-break:break-word}} \
+         table{{border-collapse:collapse}}</style></head><body><h1>{} (budget {}) on {}</h1>\
+         <p>accuracy {:.1}% → {:.1}%, success rate {:.1}%, mean edits {:.2}</p><table>\
+         <tr><th>#</th><th>label → prediction</th><th>original</th><th>adversarial (edits marked)</th></tr>",
+        record.attack,
+        record.budget,
+        escape(title),
+        100.0 * record.clean_accuracy,
+        100.0 * record.robust_accuracy,
+        100.0 * record.attack_success_rate,
+        record.mean_edits
+    );
+    let jsonl_path = out_dir.join("pairs.jsonl");
+    for (i, r) in indices.iter().zip(results) {
+        let line = serde_json::json!({
+            "index": i,
+            "label": class(r.label),
+            "clean_prediction": class(r.clean_prediction),
+            "adversarial_prediction": class(r.adversarial_prediction),
+            "success": r.success(),
+            "edits": r.edits,
+            "queries": r.queries,
+            "original": r.original,
+            "adversarial": r.adversarial,
+        });
+        let _ = writeln!(jsonl, "{line}");
+        let _ = write!(
+            html,
+            "<tr><td>{i}</td><td>{} → {}<br>{} edits</td><td>{}</td><td>{}</td></tr>",
+            escape(&class(r.label)),
+            escape(&class(r.adversarial_prediction)),
+            r.edits.len(),
+            escape(&r.original),
+            highlight_html(&r.original, &r.adversarial)
+        );
+    }
+    html.push_str("</table></body></html>\n");
+    let html_path = out_dir.join("pairs.html");
+    crate::io::write_atomic(&jsonl_path, jsonl.as_bytes())?;
+    crate::io::write_atomic(&html_path, html.as_bytes())?;
+    Ok(AttackPairs {
+        jsonl: jsonl_path,
+        html: html_path,
+    })
 }

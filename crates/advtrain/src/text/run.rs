@@ -1,9 +1,12 @@
-//! Text run directories: the same layout and atomic writers as image runs, with text records.
+//! Text run directories: a typed view of a [`RunDir`] whose task is text, with the same
+//! layout, atomic writers and checkpoints as image runs and text records in them.
 //!
 //! ```text
 //! runs/spam-ngram-bag-adversarial/
 //!   config.toml                    task = "text", data set, training settings
 //!   model.safetensors              weights
+//!   model-best.safetensors         the best checkpoint's weights
+//!   checkpoint.ckpt                the newest checkpoint (resume with `train --resume`)
 //!   metrics.jsonl                  one TextEpochRecord per epoch, appended as epochs end
 //!   summary.json                   clean test accuracy, time, data counts
 //!   eval-<attack>-b<budget>.json   one TextEvalRecord per evaluation
@@ -16,27 +19,32 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
-use super::attack::TextAttackResult;
-use super::eval::TextEvalRecord;
+use super::attack::{TextAttackConfig, TextAttackResult};
+use super::data;
+use super::eval::{evaluate_text, TextEvalRecord};
 use super::model::{TextModel, TextNet};
-use super::train::{TextEpochRecord, TextTrainConfig};
-use crate::io::{append_jsonl, read_json, read_jsonl, read_toml, write_json, write_toml};
-use crate::model::{load_safetensors, save_safetensors};
+use super::train::{TextEpochRecord, TextTrainConfig, TrainedText};
+use super::TextDataset;
+use crate::io::{read_json, read_jsonl, read_toml, write_json, write_toml};
+use crate::model::load_safetensors;
+use crate::progress::Progress;
+use crate::run::{files, RunDir, Task};
+use crate::train::EpochMetrics;
 use crate::{Error, Result};
 
-pub const CONFIG: &str = "config.toml";
-pub const MODEL: &str = "model.safetensors";
-pub const METRICS: &str = "metrics.jsonl";
-pub const SUMMARY: &str = "summary.json";
+pub use crate::run::files::{CONFIG, METRICS, MODEL, SUMMARY};
 
-/// The marker that tells text runs from image runs.
-pub const TEXT_TASK: &str = "text";
+/// Share of the training texts held out for per-epoch validation (stratified).
+pub const VAL_FRACTION: f64 = 0.1;
+/// Share of a user's file held out as the test set (stratified).
+pub const FILE_TEST_FRACTION: f64 = 0.2;
 
-/// A text run's configuration.
+/// A text run's configuration (`config.toml`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextRunConfig {
-    /// Always `"text"`.
-    pub task: String,
+    /// Always [`Task::Text`]: what tells text runs from image runs.
+    pub task: Task,
+    /// The advtrain that trained the run, so a reader knows which code the numbers are from.
     pub advtrain_version: String,
     /// `spam-assassin`, `prompt-injection`, or `file`.
     pub dataset: String,
@@ -46,34 +54,37 @@ pub struct TextRunConfig {
     pub data_seed: u64,
     /// Only the first N training and test texts were used.
     pub limit: Option<usize>,
+    /// The training settings proper.
     pub train: TextTrainConfig,
+    /// The attacks run on the test set after training; kept here so a resumed run ends
+    /// with the same evaluations. Runs written before the key have none.
+    #[serde(default)]
+    pub eval_attacks: Vec<TextAttackConfig>,
 }
 
-/// What training produced.
+/// What training produced (`summary.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextSummary {
+    /// The data set's name (`file` for a user's file).
     pub dataset: String,
+    /// Where the texts came from, as the data set describes itself.
     pub provenance: String,
+    /// Class names, in label order.
     pub classes: Vec<String>,
+    /// Training texts (validation excluded).
     pub train_examples: usize,
+    /// Training texts per class.
     pub train_class_counts: Vec<usize>,
+    /// Test texts.
     pub test_examples: usize,
+    /// Test texts per class.
     pub test_class_counts: Vec<usize>,
+    /// Clean accuracy on the test texts.
     pub clean_test_accuracy: f64,
+    /// Epochs trained.
     pub epochs_completed: usize,
+    /// Wall-clock seconds of training, over every process of a resumed run.
     pub train_seconds: f64,
-}
-
-/// Whether `dir` holds a text run.
-pub fn is_text_run(dir: &Path) -> bool {
-    #[derive(Deserialize)]
-    struct Probe {
-        task: Option<String>,
-    }
-    read_toml::<Probe>(&dir.join(CONFIG))
-        .ok()
-        .and_then(|p| p.task)
-        .is_some_and(|t| t == TEXT_TASK)
 }
 
 /// File stem of an evaluation: `clean` or `<attack>-b<budget>`.
@@ -85,55 +96,150 @@ pub fn eval_stem(attack: &str, budget: usize) -> String {
     }
 }
 
+/// `(train, test)` of a text data set: a named one ([`data::load_named`]) under `data`, or
+/// (`dataset == "file"`) a user's CSV/JSONL file split 80/20 by class; each cut to `limit`.
+/// The same arguments give the same texts, which is what lets a run be evaluated and
+/// resumed later.
+pub fn load_text_data(
+    dataset: &str,
+    data: &Path,
+    seed: u64,
+    limit: Option<usize>,
+) -> Result<(TextDataset, TextDataset)> {
+    let (train, test) = if dataset == "file" {
+        let all = data::load_labelled_file(data)?;
+        data::split_stratified(&all, seed, FILE_TEST_FRACTION)
+    } else {
+        data::load_named(dataset, data, seed)?
+    };
+    Ok(match limit {
+        Some(n) => (train.take(n), test.take(n)),
+        None => (train, test),
+    })
+}
+
+/// The texts a training run uses.
+pub struct TextSplits {
+    /// The whole training side (for its provenance and classes).
+    pub all_train: TextDataset,
+    /// The texts trained on.
+    pub train: TextDataset,
+    /// The held-out validation texts ([`VAL_FRACTION`] of the training side).
+    pub val: TextDataset,
+    /// The test texts.
+    pub test: TextDataset,
+}
+
+impl TextSplits {
+    /// Holds [`VAL_FRACTION`] of `all_train` out for validation (stratified, by `seed`).
+    pub fn new(all_train: TextDataset, test: TextDataset, seed: u64) -> Self {
+        let (train, val) = data::split_stratified(&all_train, seed, VAL_FRACTION);
+        Self {
+            all_train,
+            train,
+            val,
+            test,
+        }
+    }
+}
+
+impl TextRunConfig {
+    /// `(train, test)` as the run read them, the data read from `data` instead of the
+    /// recorded place if given.
+    pub fn load_data(&self, data: Option<&Path>) -> Result<(TextDataset, TextDataset)> {
+        let path = data.unwrap_or(&self.data);
+        load_text_data(&self.dataset, path, self.data_seed, self.limit)
+    }
+
+    /// The run's training, validation and test texts.
+    pub fn splits(&self) -> Result<TextSplits> {
+        let (all_train, test) = self.load_data(None)?;
+        Ok(TextSplits::new(all_train, test, self.data_seed))
+    }
+}
+
+/// What the end of a text training run measured.
+#[derive(Clone, Debug)]
+pub struct TextFinalEvaluation {
+    /// The summary written.
+    pub summary: TextSummary,
+    /// Clean accuracy on the test texts.
+    pub clean: TextEvalRecord,
+    /// One record per attack of [`TextRunConfig::eval_attacks`], in order.
+    pub attacked: Vec<TextEvalRecord>,
+}
+
 /// A text run directory.
 pub struct TextRun {
-    pub dir: PathBuf,
+    run: RunDir,
 }
 
 impl TextRun {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// Creates the directory ([`RunDir::create`]: refused if it holds a run, unless
+    /// `force`) and writes `config`.
+    pub fn create(path: impl Into<PathBuf>, force: bool, config: &TextRunConfig) -> Result<Self> {
+        let run = Self {
+            run: RunDir::create(path, Task::Text, force)?,
+        };
+        run.write_config(config)?;
+        Ok(run)
     }
 
     /// Opens an existing text run (its config must say `task = "text"`).
     pub fn open(dir: &Path) -> Result<(Self, TextRunConfig)> {
-        let config: TextRunConfig = read_toml(&dir.join(CONFIG))?;
-        if config.task != TEXT_TASK {
-            return Err(Error::Record {
-                path: dir.join(CONFIG),
-                message: format!("task is '{}', not a text run", config.task),
-            });
-        }
-        Ok((Self::new(dir), config))
+        let run = RunDir::open(dir)?;
+        run.expect_task(Task::Text)?;
+        let config: TextRunConfig = read_toml(&run.file(CONFIG))?;
+        Ok((Self { run }, config))
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.run.path()
+    }
+
+    /// The run directory underneath, for what text and image runs share (checkpoints,
+    /// file paths).
+    pub fn dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// Writes `config.toml` (with `task = "text"`).
     pub fn write_config(&self, config: &TextRunConfig) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        write_toml(&self.dir.join(CONFIG), config)
+        let config = TextRunConfig {
+            task: Task::Text,
+            ..config.clone()
+        };
+        write_toml(&self.run.file(CONFIG), &config)
     }
 
+    /// Appends one finished epoch to `metrics.jsonl`.
     pub fn append_epoch(&self, record: &TextEpochRecord) -> Result<()> {
-        append_jsonl(&self.dir.join(METRICS), record)
+        self.run.append_metrics(record)
     }
 
+    /// Replaces `metrics.jsonl` with the epochs of a checkpoint's history: a resumed run
+    /// continues from the checkpoint, and the file may hold epochs after it.
+    pub fn rewrite_epochs(&self, history: &[EpochMetrics]) -> Result<()> {
+        let records: Vec<TextEpochRecord> = history.iter().map(TextEpochRecord::from).collect();
+        self.run.rewrite_metrics(&records)
+    }
+
+    /// The epochs recorded so far.
     pub fn epochs(&self) -> Result<Vec<TextEpochRecord>> {
-        let path = self.dir.join(METRICS);
-        if path.exists() {
-            read_jsonl(&path)
-        } else {
-            Ok(Vec::new())
-        }
+        self.run.read_metrics()
     }
 
+    /// Saves the latest weights.
     pub fn save_model(&self, net: &TextNet) -> Result<()> {
-        save_safetensors(net, &self.dir.join(MODEL))
+        self.run.save_model(net)
     }
 
     /// Rebuilds the model from the config and loads the weights.
     pub fn load_model(&self, config: &TextRunConfig, device: &Device) -> Result<TextModel> {
         let device = device.clone().without_autodiff();
         let net = TextNet::new(&config.train.model, &device)?;
-        let net = load_safetensors(net, &self.dir.join(MODEL))?;
+        let net = load_safetensors(net, &self.run.file(MODEL))?;
         Ok(TextModel::new(
             config.train.model.clone(),
             config.train.canonicalizer,
@@ -142,12 +248,14 @@ impl TextRun {
         ))
     }
 
+    /// Writes `summary.json`.
     pub fn write_summary(&self, summary: &TextSummary) -> Result<()> {
-        write_json(&self.dir.join(SUMMARY), summary)
+        write_json(&self.run.file(SUMMARY), summary)
     }
 
+    /// The summary, `None` before training has finished.
     pub fn summary(&self) -> Result<Option<TextSummary>> {
-        let path = self.dir.join(SUMMARY);
+        let path = self.run.file(SUMMARY);
         path.exists().then(|| read_json(&path)).transpose()
     }
 
@@ -155,7 +263,7 @@ impl TextRun {
     /// with the same attack and budget).
     pub fn write_eval(&self, record: &TextEvalRecord, results: &[TextAttackResult]) -> Result<()> {
         let stem = eval_stem(&record.attack, record.budget);
-        let examples = self.dir.join(format!("examples-{stem}.jsonl"));
+        let examples = self.run.file(&format!("examples-{stem}.jsonl"));
         let mut body = String::new();
         for r in results {
             body.push_str(&serde_json::to_string(r).map_err(|e| Error::Record {
@@ -165,15 +273,16 @@ impl TextRun {
             body.push('\n');
         }
         crate::io::write_atomic(&examples, body.as_bytes())?;
-        write_json(&self.dir.join(format!("eval-{stem}.json")), record)
+        write_json(&self.run.file(&files::eval(&stem)), record)
     }
 
     /// Every evaluation record in the run, clean first, then by attack and budget.
     pub fn evals(&self) -> Result<Vec<TextEvalRecord>> {
         let mut out: Vec<TextEvalRecord> = Vec::new();
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let dir = self.path();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in entries {
-            let path = entry.map_err(|e| Error::io(&self.dir, e))?.path();
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with("eval-") && name.ends_with(".json") {
                 out.push(read_json(&path)?);
@@ -192,12 +301,57 @@ impl TextRun {
     /// The per-text results of an evaluation, if written.
     pub fn examples(&self, attack: &str, budget: usize) -> Result<Vec<TextAttackResult>> {
         let path = self
-            .dir
-            .join(format!("examples-{}.jsonl", eval_stem(attack, budget)));
+            .run
+            .file(&format!("examples-{}.jsonl", eval_stem(attack, budget)));
         if path.exists() {
             read_jsonl(&path)
         } else {
             Ok(Vec::new())
         }
+    }
+
+    /// The end of training: the saved model's clean test accuracy, the summary, then each of
+    /// `config.eval_attacks` on the test texts, every record written as it is measured.
+    pub fn final_evaluation(
+        &self,
+        config: &TextRunConfig,
+        trained: &TrainedText,
+        data: &TextSplits,
+        device: &Device,
+        progress: &dyn Progress,
+    ) -> Result<TextFinalEvaluation> {
+        let model = self.load_model(config, device)?;
+        let seed = config.data_seed;
+        let (clean, _) = evaluate_text(&model, &data.test, None, seed)?;
+        self.write_eval(&clean, &[])?;
+        let summary = TextSummary {
+            dataset: config.dataset.clone(),
+            provenance: data.all_train.provenance.clone(),
+            classes: data.all_train.classes.clone(),
+            train_examples: data.train.len(),
+            train_class_counts: data.train.class_counts(),
+            test_examples: data.test.len(),
+            test_class_counts: data.test.class_counts(),
+            clean_test_accuracy: clean.clean_accuracy,
+            epochs_completed: trained.history.len(),
+            train_seconds: trained.train_seconds,
+        };
+        self.write_summary(&summary)?;
+        let mut attacked = Vec::new();
+        for attack in &config.eval_attacks {
+            progress.note(&format!(
+                "evaluating under {} (budget {})",
+                attack.name(),
+                attack.budget()
+            ));
+            let (record, results) = evaluate_text(&model, &data.test, Some(attack), seed)?;
+            self.write_eval(&record, &results)?;
+            attacked.push(record);
+        }
+        Ok(TextFinalEvaluation {
+            summary,
+            clean,
+            attacked,
+        })
     }
 }

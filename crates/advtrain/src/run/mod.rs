@@ -1,8 +1,28 @@
-//! Run records: what a run directory holds, as typed structs.
+//! Runs: the directory a training run writes ([`RunDir`]), its records as typed structs,
+//! and the run-level steps every front end needs (the end-of-training evaluation, an
+//! evaluation under an [`AttackSpec`](crate::eval::spec::AttackSpec)).
+//!
+//! ```text
+//! runs/fashion-mnist-small-cnn-fgsm-rs-eps0.1/
+//!   config.toml              task = "image" | "text", and the fully resolved settings
+//!   metrics.jsonl            one line per finished epoch
+//!   model.safetensors        the latest (at the end: the final) weights
+//!   model-best.safetensors   the best checkpoint's weights
+//!   checkpoint.ckpt          the newest checkpoint (and checkpoint.prev.ckpt before it)
+//!   summary.json             the headline numbers
+//!   eval-<tag>.json          one record per evaluation (text runs: also examples-<tag>.jsonl)
+//!   checks.json              the sanity checklist, when asked for
+//!   report.html
+//! ```
 //!
 //! Scripts depend on these keys (see DESIGN.md): every `eval-<attack>.json` has `attack`,
 //! `norm`, `eps`, `n`, `clean_accuracy`, `robust_accuracy`; `summary.json` has `method`,
 //! `eps`, `epochs`, `train_seconds`, `clean_accuracy`, `robust_accuracy`.
+
+mod dir;
+mod evaluate;
+mod finish;
+mod image;
 
 use std::path::PathBuf;
 
@@ -13,12 +33,28 @@ use crate::model::{ModelKind, ModelShape, Normalization};
 use crate::threat::Norm;
 use crate::train::TrainConfig;
 
-/// File names inside a run directory.
+pub(crate) use dir::read_evals;
+pub use dir::{EpochRecorder, EvalFile, RunDir, Task};
+pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
+pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
+pub use image::ImageSplits;
+
+/// File names inside a run directory, written once so every reader and writer agrees.
 pub mod files {
+    /// The run's settings (TOML), with `task = "image" | "text"`.
     pub const CONFIG: &str = "config.toml";
+    /// One JSON line per finished epoch.
     pub const METRICS: &str = "metrics.jsonl";
+    /// The latest weights (safetensors).
     pub const MODEL: &str = "model.safetensors";
+    /// The best checkpoint's weights, written by the training loop.
+    pub const BEST_MODEL: &str = crate::train::BEST_MODEL;
+    /// The headline numbers (JSON).
     pub const SUMMARY: &str = "summary.json";
+    /// The sanity checklist, written by an evaluation that asks for it.
+    pub const CHECKS: &str = "checks.json";
+    /// The HTML report.
+    pub const REPORT: &str = "report.html";
     /// `eval-<attack>.json`
     pub fn eval(attack: &str) -> String {
         format!("eval-{attack}.json")
@@ -28,21 +64,36 @@ pub mod files {
 /// The fully resolved configuration of a training run (`config.toml`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// Always [`Task::Image`]: the key tells image runs from text runs at a glance. Run
+    /// directories written before it existed have no key, and are image runs.
+    #[serde(default)]
+    pub task: Task,
+    /// The advtrain that trained the run, so a reader knows which code the numbers are from.
     pub advtrain_version: String,
+    /// The data set's name (`fashion-mnist`, `mnist`, `cifar10`).
     pub dataset: String,
+    /// Where its files were read from (an evaluation reads the test split from here).
     pub data_dir: PathBuf,
     /// Only the first `limit` training and test examples were used.
     pub limit: Option<usize>,
+    /// Validation examples held out of the training split.
     pub val_size: usize,
+    /// The architecture, rebuilt to load the weights.
     pub model: ModelKind,
+    /// Input shape and class count of the model.
     pub shape: ModelShape,
+    /// Input normalisation inside the model (CIFAR-10), if any.
     pub normalization: Option<Normalization>,
+    /// The device trained on (a record; evaluation may use another).
     pub device: String,
+    /// CPU threads used, if set.
     pub threads: Option<usize>,
+    /// The training settings proper.
     pub train: TrainConfig,
     /// Steps of the PGD run on the test set after training (0: none).
     #[serde(default = "default_final_steps")]
     pub final_steps: usize,
+    /// Restarts of that PGD.
     #[serde(default = "default_final_restarts")]
     pub final_restarts: usize,
 }
@@ -58,21 +109,31 @@ fn default_final_restarts() -> usize {
 /// The headline numbers of a run (`summary.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The training method's name.
     pub method: String,
+    /// The architecture's name.
     pub model: String,
+    /// The data set's name.
     pub dataset: String,
+    /// The training threat model's norm...
     pub norm: Norm,
+    /// ...and radius: robust accuracies at this threat model are the headline.
     pub eps: f32,
+    /// Epochs trained.
     pub epochs: usize,
+    /// Wall-clock seconds of training, over every process of a resumed run.
     pub train_seconds: f64,
     /// Clean test accuracy.
     pub clean_accuracy: f64,
+    /// Its 95% Wilson interval.
     pub clean_ci95: [f64; 2],
     /// The lowest robust test accuracy any evaluation at the training ε found.
     pub robust_accuracy: Option<f64>,
+    /// Its 95% Wilson interval.
     pub robust_ci95: Option<[f64; 2]>,
     /// The attack that gave `robust_accuracy`.
     pub robust_attack: Option<String>,
+    /// Test examples the accuracies are over.
     pub n_test: usize,
     /// The best checkpoint by validation accuracy (Rice et al.), beside the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,16 +149,23 @@ pub struct Summary {
 /// Which epoch's checkpoint won, why, and how it does on the test set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestCheckpoint {
+    /// The 1-based epoch whose end it was taken at.
     pub epoch: usize,
+    /// Its weights' file in the run directory.
     pub file: String,
     /// In words, e.g. "highest validation PGD-10 accuracy (74.2%) over 15 epochs".
     pub why: String,
+    /// What "best" was judged by.
     pub criterion: String,
+    /// The criterion's value at that epoch.
     pub val_value: f64,
     /// The same criterion at the last epoch.
     pub last_epoch_val_value: Option<f64>,
+    /// Its clean test accuracy.
     pub test_clean_accuracy: Option<f64>,
+    /// Its robust test accuracy under the final PGD.
     pub test_robust_accuracy: Option<f64>,
+    /// That accuracy's 95% Wilson interval.
     pub test_robust_ci95: Option<[f64; 2]>,
 }
 
@@ -128,17 +196,29 @@ pub struct EvalRecord {
     pub attack: String,
     /// Full description with settings.
     pub attack_description: String,
+    /// The threat model's norm...
     pub norm: Norm,
+    /// ...and radius.
     pub eps: f32,
+    /// Examples evaluated.
     pub n: usize,
+    /// Clean accuracy on them.
     pub clean_accuracy: f64,
+    /// Its 95% Wilson interval.
     pub clean_ci95: [f64; 2],
+    /// Robust accuracy: correct clean and after the attack.
     pub robust_accuracy: f64,
+    /// Its 95% Wilson interval.
     pub robust_ci95: [f64; 2],
+    /// Iterations, for iterative attacks.
     pub steps: Option<usize>,
+    /// Restarts, for attacks that restart.
     pub restarts: Option<usize>,
+    /// The seed of the attack's randomness.
     pub seed: u64,
+    /// Wall-clock seconds.
     pub seconds: f64,
+    /// The largest perturbation found, in the threat model's norm (checked ≤ ε).
     pub max_perturbation: f32,
     /// Per class: clean and robust accuracy.
     pub per_class: Vec<ClassAccuracy>,
@@ -149,6 +229,7 @@ pub struct EvalRecord {
     /// Ensembles: what each stage did, and per example which attack broke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<crate::eval::ensemble::Stage>>,
+    /// Ensembles: per example, the attack that broke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_by: Option<Vec<Option<String>>>,
 }
@@ -156,18 +237,26 @@ pub struct EvalRecord {
 /// Per-class accuracies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassAccuracy {
+    /// The class index.
     pub class: usize,
+    /// Its name in the data set.
     pub name: String,
+    /// Clean accuracy on the class's examples.
     pub clean: Accuracy,
+    /// Robust accuracy on them.
     pub robust: Accuracy,
 }
 
 /// Per-example outcome arrays.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PerExample {
+    /// True labels.
     pub labels: Vec<u8>,
+    /// 1 where the clean prediction is right.
     pub clean_correct: Vec<u8>,
+    /// 1 where the example is right clean and after the attack.
     pub robust_correct: Vec<u8>,
+    /// The prediction on the adversarial input.
     pub adv_pred: Vec<u8>,
 }
 

@@ -2,47 +2,14 @@
 //! random Fashion-MNIST-shaped inputs, with achieved GFLOP/s beside the CPU's estimated peak.
 //! The measuring lives in [`advtrain::bench`].
 
-use std::path::PathBuf;
-
 use advtrain::bench::{self, BenchConfig, BenchReport, Measurement};
 use advtrain::model::ModelKind;
 use anyhow::{Context, Result};
-use clap::Args;
 
-use crate::common::Common;
+use crate::args::BenchArgs;
 
-#[derive(Args, Clone, Debug)]
-pub struct BenchArgs {
-    /// Images per batch.
-    #[arg(long, default_value_t = 128)]
-    pub batch: usize,
-    /// Timed repetitions per workload (the median, min and max are reported).
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// Untimed repetitions before timing.
-    #[arg(long, default_value_t = 1)]
-    pub warmup: usize,
-    /// Comma-separated models to measure.
-    #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
-    pub models: Vec<String>,
-    /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step.
-    #[arg(
-        long,
-        default_value = "forward,pgd10,fgsm-rs-step,pgd-at-step",
-        value_delimiter = ','
-    )]
-    pub workloads: Vec<String>,
-    /// Print the results as one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Write the JSON object to this file (the table is still printed unless --json).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-pub fn run(args: BenchArgs) -> Result<()> {
+/// Measures what `args` ask for and prints a table or JSON.
+pub fn run(args: &BenchArgs) -> Result<()> {
     let device = args.common.setup()?;
     let models = args
         .models

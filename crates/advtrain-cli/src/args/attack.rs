@@ -1,0 +1,171 @@
+//! `advtrain eval`'s and `advtrain attack`'s flags: which attack, where, on what.
+
+use std::path::PathBuf;
+
+use advtrain::attack::AttackLoss;
+use advtrain::eval::spec::{parse_target, AttackSpec};
+use advtrain::run::RunConfig;
+use advtrain::text::train::TextAttackConfig;
+use advtrain::threat::{Norm, ThreatModel};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::Common;
+
+/// Edits per text a text attack may make unless `--budget` says otherwise.
+pub const DEFAULT_TEXT_BUDGET: usize = 5;
+
+/// How to attack.
+#[derive(Args, Clone, Debug)]
+pub struct AttackFlags {
+    /// fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, square (L-inf, black-box),
+    /// autoattack (APGD-CE → APGD-T → Square on the points still robust) or autoattack-fast.
+    #[arg(long, default_value = "pgd")]
+    pub attack: String,
+    /// Radius (default: the run's training eps).
+    #[arg(long)]
+    pub eps: Option<f32>,
+    /// Norm (default: the run's training norm).
+    #[arg(long)]
+    pub norm: Option<String>,
+    /// PGD iterations.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// PGD restarts (the worst case per example is kept).
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// PGD step size (default 2.5·eps/steps).
+    #[arg(long)]
+    pub step_size: Option<f32>,
+    /// Attack loss: ce or cw.
+    #[arg(long, default_value = "ce")]
+    pub loss: String,
+    /// Targeted PGD: random, least-likely, or a class index.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Square: query budget per example.
+    #[arg(long, default_value_t = 5000)]
+    pub queries: usize,
+    /// APGD-T: number of target classes.
+    #[arg(long, default_value_t = 9)]
+    pub targets: usize,
+    /// Text runs: edits per text (default 5). Text attacks: deepwordbug (the default for
+    /// text runs), lookalike (homoglyph and zero-width edits only), hotflip, or none (clean
+    /// accuracy only).
+    #[arg(long)]
+    pub budget: Option<usize>,
+}
+
+impl AttackFlags {
+    /// The image attack these flags describe.
+    pub fn image_spec(&self) -> Result<AttackSpec> {
+        let loss: AttackLoss = self.loss.parse()?;
+        let target = self.target.as_deref().map(parse_target).transpose()?;
+        Ok(AttackSpec {
+            steps: self.steps,
+            restarts: self.restarts,
+            step_size: self.step_size,
+            loss,
+            target,
+            queries: self.queries,
+            targets: self.targets,
+            ..AttackSpec::named(&self.attack)?
+        })
+    }
+
+    /// The attack for a text run (`pgd`, the image default, means DeepWordBug here);
+    /// `None` for `--attack none`.
+    pub fn text_attack(&self) -> Result<Option<TextAttackConfig>> {
+        let budget = self.budget.unwrap_or(DEFAULT_TEXT_BUDGET);
+        let name = match self.attack.as_str() {
+            "none" | "clean" => return Ok(None),
+            "pgd" => "deepwordbug",
+            other => other,
+        };
+        Ok(Some(TextAttackConfig::from_name(name, budget)?))
+    }
+
+    /// The threat model: `--norm` and `--eps` over the run's training ones.
+    pub fn threat(&self, config: &RunConfig) -> Result<ThreatModel> {
+        let norm: Option<Norm> = self.norm.as_deref().map(str::parse).transpose()?;
+        Ok(config.attack_threat(norm, self.eps)?)
+    }
+}
+
+/// `advtrain eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directory written by `advtrain train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub spec: AttackFlags,
+    /// Also measure robust accuracy at these radii, e.g. 0,0.05,0.1,0.15,0.2.
+    #[arg(long)]
+    pub eps_curve: Option<String>,
+    /// Override the data directory recorded in the run.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Evaluate only the first N test examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also run the sanity checklist (Carlini et al. 2019) on the evaluated examples and
+    /// write checks.json; use --limit to bound its cost (it attacks the set ~10 times).
+    #[arg(long)]
+    pub checks: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl EvalArgs {
+    /// `--eps-curve` as radii.
+    pub fn curve(&self) -> Result<Option<Vec<f32>>> {
+        self.eps_curve.as_deref().map(parse_eps_list).transpose()
+    }
+}
+
+/// `advtrain attack`.
+#[derive(Args, Debug)]
+pub struct AttackArgs {
+    /// Run directory written by `advtrain train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub spec: AttackFlags,
+    /// Output directory for adversarial.safetensors and grid.png.
+    #[arg(long, default_value = "adv")]
+    pub out: PathBuf,
+    /// How many test images to attack.
+    #[arg(long, short = 'n', default_value_t = 16)]
+    pub count: usize,
+    /// Index of the first test image.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Override the data directory recorded in the run.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Parses a comma-separated list of radii.
+pub fn parse_eps_list(s: &str) -> Result<Vec<f32>> {
+    s.split(',')
+        .map(|v| {
+            let e: f32 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("bad eps '{v}' in --eps-curve"))?;
+            if !e.is_finite() || e < 0.0 {
+                bail!("eps {e} in --eps-curve must be finite and >= 0");
+            }
+            Ok(e)
+        })
+        .collect()
+}

@@ -1,0 +1,111 @@
+//! Every flag of every command, parsed in one place: the commands receive typed arguments
+//! and never look at the command line themselves.
+
+mod attack;
+mod train;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use attack::{AttackArgs, EvalArgs, DEFAULT_TEXT_BUDGET};
+pub use train::{TrainArgs, TrainSettings};
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "advtrain",
+    version,
+    about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers",
+    long_about = "Adversarial attacks, adversarial training and robust evaluation for image classifiers.\n\n\
+        Quick start:\n  advtrain train --dataset fashion-mnist --model small-cnn --method fgsm-rs --eps 0.1 --epochs 5 --out runs/demo\n  \
+        advtrain eval --run runs/demo --attack pgd --steps 20 --restarts 1 --eps-curve 0,0.05,0.1,0.15,0.2\n  \
+        advtrain attack --run runs/demo --attack pgd --out adv/\n  \
+        advtrain report runs/demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+// Each command takes negative numbers as values, so "--eps -0.1" reaches validation
+// ("eps must be >= 0") instead of confusing the parser.
+pub enum Command {
+    /// Train a model (standard or adversarial) and write a run directory.
+    #[command(allow_negative_numbers = true)]
+    Train(Box<TrainArgs>),
+    /// Measure clean and robust accuracy of a run's model on the test set.
+    #[command(allow_negative_numbers = true)]
+    Eval(Box<EvalArgs>),
+    /// Write adversarial examples and a PNG grid for a few test images.
+    #[command(allow_negative_numbers = true)]
+    Attack(Box<AttackArgs>),
+    /// Write one self-contained HTML report (charts, tables, checklist) for one or more runs.
+    Report(Box<ReportArgs>),
+    /// Measure throughput (images/s, GFLOP/s) of inference, PGD-10 and adversarial training steps.
+    Bench(Box<BenchArgs>),
+}
+
+/// Flags every command takes.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Compute device: flex (CPU, default) or cuda (needs a build with --features cuda).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// CPU threads for the flex backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hide progress bars (results and warnings are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `advtrain report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories written by `advtrain train`.
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Output file (default: report.html inside the run for one run, else in the current
+    /// directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Leave out the adversarial-example grids (no model loading, no attack).
+    #[arg(long)]
+    pub no_examples: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `advtrain bench`.
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed repetitions per workload (the median, min and max are reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Untimed repetitions before timing.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Comma-separated models to measure.
+    #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step.
+    #[arg(
+        long,
+        default_value = "forward,pgd10,fgsm-rs-step,pgd-at-step",
+        value_delimiter = ','
+    )]
+    pub workloads: Vec<String>,
+    /// Print the results as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the JSON object to this file (the table is still printed unless --json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}

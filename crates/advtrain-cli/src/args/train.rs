@@ -1,0 +1,264 @@
+//! `advtrain train`'s flags: every training setting (also readable from `--config FILE`),
+//! the run directory, `--resume`.
+
+use std::path::PathBuf;
+
+use advtrain::run::files;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+
+use super::Common;
+
+/// Training settings. Every one can also come from `--config FILE` (TOML, same names in
+/// kebab-case); a flag given on the command line wins over the file.
+#[derive(Args, Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrainSettings {
+    /// Data set: fashion-mnist, mnist or cifar10.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Directory holding the data set's files (default for fashion-mnist:
+    /// /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model: small-cnn, madry-cnn, mlp, preact-resnet18.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Method: standard, pgd-at, mixed, fgsm-rs, trades, free, mart.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Radius of the threat model (pixel scale, images in [0,1]).
+    #[arg(long)]
+    pub eps: Option<f32>,
+    /// Norm of the threat model: linf or l2.
+    #[arg(long)]
+    pub norm: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate (default 0.1 for fgsm-rs, 0.05 otherwise; 1e-3 with Adam).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// sgd or adam.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// SGD momentum (default 0.9).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay (default 5e-4 for SGD, 0 for Adam).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// constant, piecewise (x0.1 at 50% and 75%) or one-cycle (default for fgsm-rs).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Grow eps linearly from 0 over this many epochs.
+    #[arg(long)]
+    pub eps_warmup: Option<f64>,
+    /// Random crop (with padding) and horizontal flip augmentation.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub augment: Option<bool>,
+    /// Inner attack steps for pgd-at, mixed and trades (default 10).
+    #[arg(long)]
+    pub attack_steps: Option<usize>,
+    /// Inner attack step size (default 2.5·eps/steps).
+    #[arg(long)]
+    pub step_size: Option<f32>,
+    /// fgsm-rs step as a multiple of eps (default 1.25).
+    #[arg(long)]
+    pub alpha_factor: Option<f32>,
+    /// fgsm-rs without its random start (plain FGSM training; prone to catastrophic
+    /// overfitting).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_random_start: Option<bool>,
+    /// Weight of the adversarial loss in `mixed` (default 1).
+    #[arg(long)]
+    pub lambda: Option<f32>,
+    /// Weight of the KL term in `trades` and `mart` (default 6).
+    #[arg(long)]
+    pub beta: Option<f32>,
+    /// Replays of each mini-batch in `free` (default 8; step size defaults to eps).
+    #[arg(long)]
+    pub replays: Option<usize>,
+    /// Also run the health monitor every N batches inside an epoch (default: at epoch ends).
+    #[arg(long)]
+    pub monitor_every: Option<usize>,
+    /// Alarm when validation PGD accuracy falls this many points below its best (default 20).
+    #[arg(long)]
+    pub alarm_pgd_drop: Option<f64>,
+    /// Alarm when gradient alignment falls below this cosine (default 0.1)...
+    #[arg(long)]
+    pub alarm_alignment: Option<f64>,
+    /// ...or below this fraction of its best value in the run (default 0: off).
+    #[arg(long)]
+    pub alarm_alignment_ratio: Option<f64>,
+    /// On a collapse alarm: stop, rollback (restore the best checkpoint, shrink the attack
+    /// step; default) or ignore.
+    #[arg(long)]
+    pub on_collapse: Option<String>,
+    /// Factor the attack step is multiplied by at each rollback (default 0.75).
+    #[arg(long)]
+    pub rollback_step_factor: Option<f32>,
+    /// Validation examples the monitor uses (default: the whole validation split).
+    #[arg(long)]
+    pub monitor_examples: Option<usize>,
+    /// Checkpoint inside an epoch when this many minutes have passed (default 10; every
+    /// epoch also ends with one).
+    #[arg(long)]
+    pub checkpoint_minutes: Option<f64>,
+    /// Checkpoint inside an epoch every N batches.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Held-out validation examples taken from the training set (default 1000).
+    #[arg(long)]
+    pub val_size: Option<usize>,
+    /// PGD steps of the per-epoch validation attack (default 10).
+    #[arg(long)]
+    pub val_steps: Option<usize>,
+    /// Use only the first N training and test examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Steps of the PGD run on the test set after training (default 20; 0 to skip).
+    #[arg(long)]
+    pub final_steps: Option<usize>,
+    /// Restarts of that PGD (default 1).
+    #[arg(long)]
+    pub final_restarts: Option<usize>,
+    /// image (default) or text; implied by the text data sets spam-assassin and
+    /// prompt-injection. With text, --data may be a CSV/JSONL file of text,label rows.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Text: attack used by --method adversarial: deepwordbug (default) or hotflip.
+    #[arg(long)]
+    pub attack: Option<String>,
+    /// Text: edits per text allowed to the training and evaluation attacks (default 5).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Text: share of the training set attacked afresh each adversarial epoch (default 0.5).
+    #[arg(long)]
+    pub adv_fraction: Option<f64>,
+    /// Text: put input canonicalisation (NFKC, confusable mapping, invisible-character
+    /// stripping) in front of the model, in training and at test time.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub canonicalize: Option<bool>,
+    /// Text: attacks run on the test set after training, comma-separated (default
+    /// deepwordbug; "none" to skip).
+    #[arg(long)]
+    pub eval_attacks: Option<String>,
+}
+
+macro_rules! merge {
+    ($flags:expr, $file:expr, $($field:ident),*) => {
+        TrainSettings { $($field: $flags.$field.clone().or($file.$field.clone()),)* }
+    };
+}
+
+impl TrainSettings {
+    /// `checkpoint-minutes` (default 10; 0 turns time-based checkpoints off).
+    pub fn checkpoint_minutes(&self) -> Option<f64> {
+        self.checkpoint_minutes.or(Some(10.0)).filter(|m| *m > 0.0)
+    }
+
+    fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
+        merge!(
+            self,
+            file,
+            dataset,
+            data,
+            model,
+            method,
+            eps,
+            norm,
+            epochs,
+            batch_size,
+            lr,
+            optimizer,
+            momentum,
+            weight_decay,
+            schedule,
+            eps_warmup,
+            augment,
+            attack_steps,
+            step_size,
+            alpha_factor,
+            no_random_start,
+            lambda,
+            beta,
+            replays,
+            monitor_every,
+            alarm_pgd_drop,
+            alarm_alignment,
+            alarm_alignment_ratio,
+            on_collapse,
+            rollback_step_factor,
+            monitor_examples,
+            checkpoint_minutes,
+            checkpoint_every,
+            val_size,
+            val_steps,
+            limit,
+            seed,
+            final_steps,
+            final_restarts,
+            task,
+            attack,
+            budget,
+            adv_fraction,
+            canonicalize,
+            eval_attacks
+        )
+    }
+}
+
+/// `advtrain train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub settings: TrainSettings,
+    /// TOML file with settings (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue an interrupted run from its newest good checkpoint, with the run's own
+    /// config.toml (give no other training settings).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "force"])]
+    pub resume: Option<PathBuf>,
+    /// Run directory to write (default: runs/<dataset>-<model>-<method>-eps<eps>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing run directory.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl TrainArgs {
+    /// The command line's settings over those of `--config FILE` (if any).
+    pub fn load_settings(&self) -> Result<TrainSettings> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                toml::from_str::<TrainSettings>(&text)
+                    .with_context(|| format!("{}: invalid config", path.display()))?
+            }
+            None => TrainSettings::default(),
+        };
+        Ok(self.settings.merged_with(&file))
+    }
+
+    /// An error if `--resume` comes with training settings: a resumed run continues with
+    /// its own configuration, or it would not end where an uninterrupted one does.
+    pub fn check_resume_alone(&self) -> Result<()> {
+        if self.settings != TrainSettings::default() || self.config.is_some() {
+            bail!(
+                "--resume continues with the run's own {}; give no other training settings",
+                files::CONFIG
+            );
+        }
+        Ok(())
+    }
+}

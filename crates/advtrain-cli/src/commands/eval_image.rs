@@ -1,0 +1,94 @@
+//! `advtrain eval` on an image run: attack its model on the test set (one attack or an
+//! ensemble, optionally an ε-curve and the sanity checklist), record and print the result.
+
+use advtrain::eval::checks::{self, ChecksConfig, Verdict};
+use advtrain::eval::RobustEval;
+use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, RunDir};
+use advtrain::threat::ThreatModel;
+use anyhow::Result;
+
+use crate::args::EvalArgs;
+use crate::common;
+use crate::progress::Bars;
+
+/// Runs the evaluation `args` ask for on the image run `dir`.
+pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
+    let device = args.common.setup()?;
+    let config = dir.config()?;
+    let model = dir.load_model(&config, &device)?;
+    let threat = args.spec.threat(&config)?;
+    let spec = args.spec.image_spec()?;
+    let curve = args.curve()?;
+    let test = config.test_set(args.data.as_deref(), args.limit)?;
+    let bars = Bars::new(args.common.quiet);
+    let mut rng = advtrain::rng::seeded(args.seed);
+    let batch = args.batch_size.max(1);
+    let request = EvalRequest {
+        spec: &spec,
+        threat,
+        eps_curve: curve.as_deref(),
+        batch_size: batch,
+        seed: args.seed,
+    };
+    let class_names = config.dataset_name()?.class_names();
+    let done = evaluate_spec(&model, &test, request, &class_names, &mut rng, &bars)?;
+    let mut tag = spec.tag(threat, config.train.threat());
+    // A subset evaluation must not overwrite the full-test-set record.
+    if args.limit.is_some() {
+        tag.push_str(&format!("-n{}", test.len()));
+    }
+    let path = dir.record_eval(&tag, &done.record)?;
+    print_eval(&done.result, &done.record, threat);
+    println!("written:          {}", path.display());
+    if args.checks {
+        let mut cfg = ChecksConfig::new(threat);
+        cfg.steps = args.spec.steps.max(1);
+        cfg.batch_size = batch;
+        let results = checks::run_checks(&model, &test, &cfg, &mut rng, &bars)?;
+        println!("sanity checks (n={}):", test.len());
+        for c in &results {
+            let tag = match c.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Warn => "WARN",
+                Verdict::Skip => "SKIP",
+            };
+            println!("  {tag} {}. {}: {}", c.id, c.name, c.detail);
+        }
+        let checks_path = dir.write_checks(&results)?;
+        println!("written:          {}", checks_path.display());
+    }
+    common::print_report(advtrain::report::refresh_run(dir.path(), &device));
+    Ok(())
+}
+
+/// The evaluation's figures: an ensemble's stages, the accuracies, the ε-curve.
+fn print_eval(result: &RobustEval, record: &EvalRecord, threat: ThreatModel) {
+    if let Some(stages) = &record.stages {
+        println!("stages:");
+        for s in stages {
+            println!(
+                "  {:<40} attacked {:>6}  broke {:>6}  robust after {:>7.2}%  {:>7.1} s",
+                s.attack,
+                s.attacked,
+                s.broken,
+                100.0 * s.robust_after,
+                s.seconds
+            );
+        }
+    }
+    println!("attack:           {}", result.attack);
+    println!("examples:         {}", result.n);
+    println!("clean accuracy:   {}", result.clean.display());
+    println!("robust accuracy:  {}", result.robust.display());
+    println!(
+        "max perturbation: {:.5} ({} norm)",
+        result.max_perturbation, threat.norm
+    );
+    println!("time:             {:.1} s", result.seconds);
+    if let Some(points) = &record.eps_curve {
+        println!("accuracy vs eps:");
+        for p in points {
+            println!("  eps {:<8} {}", p.eps, p.robust.display());
+        }
+    }
+}

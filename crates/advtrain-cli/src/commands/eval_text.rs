@@ -1,0 +1,28 @@
+//! `advtrain eval` on a text run: clean accuracy or accuracy under a character attack on the
+//! run's test texts, recorded beside the others and printed in one line.
+
+use advtrain::run::RunDir;
+use advtrain::text::eval::evaluate_text;
+use advtrain::text::run::TextRun;
+use anyhow::Result;
+
+use crate::args::EvalArgs;
+use crate::common;
+
+/// Runs the evaluation `args` ask for on the text run `dir`.
+pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
+    let device = args.common.setup()?;
+    let (run, config) = TextRun::open(dir.path())?;
+    let (_, test) = config.load_data(args.data.as_deref())?;
+    let test = match args.limit {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    let model = run.load_model(&config, &device)?;
+    let attack = args.spec.text_attack()?;
+    let (record, results) = evaluate_text(&model, &test, attack.as_ref(), args.seed)?;
+    run.write_eval(&record, &results)?;
+    common::print_text_record(&record);
+    common::print_report(advtrain::report::refresh_run(run.path(), &device));
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! An evaluation as a run records it: an [`AttackSpec`] run on a data set, with its
+//! ε-curve if asked for, turned into the [`EvalRecord`] that `eval-<tag>.json` holds.
+
+use super::EvalRecord;
+use crate::data::Dataset;
+use crate::eval::spec::AttackSpec;
+use crate::eval::RobustEval;
+use crate::model::Classifier;
+use crate::progress::Progress;
+use crate::rng::AdvRng;
+use crate::threat::ThreatModel;
+use crate::Result;
+
+/// What to evaluate and how.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalRequest<'a> {
+    /// The attack (or ensemble).
+    pub spec: &'a AttackSpec,
+    /// Where it attacks.
+    pub threat: ThreatModel,
+    /// Also measure robust accuracy at these radii (same norm), if given.
+    pub eps_curve: Option<&'a [f32]>,
+    /// Examples per forward pass.
+    pub batch_size: usize,
+    /// The seed `rng` was made from, written into the record so it can be replayed.
+    pub seed: u64,
+}
+
+/// An evaluation's result and its record.
+#[derive(Clone, Debug)]
+pub struct SpecEvaluation {
+    /// What the attack (or ensemble) measured.
+    pub result: RobustEval,
+    /// The record to write (with the ensemble's stages and the ε-curve, if any).
+    pub record: EvalRecord,
+}
+
+/// Runs `request` on `model` over `data` and builds its record. `rng` is drawn from in
+/// order (the attack, then the curve), so the caller can go on using it for further
+/// measurements on the same stream, as `advtrain eval --checks` does.
+pub fn evaluate_spec<M: Classifier>(
+    model: &M,
+    data: &Dataset,
+    request: EvalRequest<'_>,
+    class_names: &[String],
+    rng: &mut AdvRng,
+    progress: &dyn Progress,
+) -> Result<SpecEvaluation> {
+    let EvalRequest {
+        spec,
+        threat,
+        batch_size,
+        seed,
+        ..
+    } = request;
+    let outcome = spec.run(model, data, threat, batch_size, rng, progress)?;
+    let result = outcome.eval;
+    let mut record = match &outcome.ensemble {
+        Some(ens) => {
+            let mut record =
+                EvalRecord::from_eval(&ens.name, &result, None, None, seed, class_names);
+            record.stages = Some(ens.stages.clone());
+            record.broken_by = Some(ens.broken_by.clone());
+            record
+        }
+        None => EvalRecord::from_eval(
+            &spec.name,
+            &result,
+            spec.kind.is_iterative().then_some(spec.steps),
+            spec.kind.has_restarts().then_some(spec.restarts),
+            seed,
+            class_names,
+        ),
+    };
+    if let Some(eps_values) = request.eps_curve {
+        let norm = threat.norm;
+        record.eps_curve =
+            Some(spec.curve(model, data, norm, eps_values, batch_size, rng, progress)?);
+    }
+    Ok(SpecEvaluation { result, record })
+}
