@@ -393,3 +393,68 @@ fn killed_run_resumes_to_the_same_result() {
     assert!(err.contains("no checkpoint"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A run directory written before config.toml had a `task` key is an image run: it opens
+/// as one, and eval and report work on it. A directory holding a run is never overwritten
+/// without force.
+#[test]
+fn old_run_directories_open_as_image_runs() {
+    use advtrain::run::{RunDir, Task};
+
+    let root = scratch("old-run");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let run = root.join("run");
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "1",
+                "--limit",
+                "300",
+                "--val-size",
+                "50",
+                "--final-steps",
+                "0",
+                "-q",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("task = \"image\""), "{config}");
+    let old: String = config
+        .lines()
+        .filter(|l| !l.starts_with("task = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(run.join("config.toml"), old).unwrap();
+
+    let dir = RunDir::open(&run).unwrap();
+    assert_eq!(dir.task(), Task::Image);
+    assert_eq!(dir.config().unwrap().task, Task::Image);
+    assert_eq!(dir.metrics().unwrap().len(), 1);
+    let out = run_ok(
+        bin()
+            .args(["eval", "--attack", "fgsm", "--limit", "40", "-q"])
+            .arg("--run")
+            .arg(&run),
+    );
+    assert!(out.contains("robust accuracy:"), "{out}");
+    assert!(run.join("eval-fgsm-n40.json").is_file());
+    let out = run_ok(bin().args(["report", "--no-examples"]).arg(&run));
+    assert!(out.contains("report:"), "{out}");
+
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let err = RunDir::create(&run, Task::Image, false).unwrap_err();
+    assert!(err.to_string().contains("already holds a run"), "{err}");
+    assert_eq!(
+        before,
+        std::fs::read(run.join("model.safetensors")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -183,3 +183,132 @@ fn text_errors_are_clear() {
     );
     assert!(err.contains("unknown text model"), "{err}");
 }
+
+/// Metrics lines without their wall-clock fields.
+fn metrics_without_times(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("attack_seconds");
+            v
+        })
+        .collect()
+}
+
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+/// `kill -9` inside the second epoch of adversarial text training, then `train --resume`:
+/// the run ends with the same metrics and weights as one never interrupted (the texts the
+/// epoch had attacked come back from the checkpoint, not from a new attack).
+#[test]
+fn killed_text_run_resumes_to_the_same_result() {
+    let root = scratch("text-kill");
+    let csv = root.join("mail.csv");
+    write_csv(&csv, 600);
+    let args = |out: &Path| {
+        let mut c = bin();
+        c.args([
+            "train",
+            "--task",
+            "text",
+            "--model",
+            "char-cnn",
+            "--method",
+            "adversarial",
+            "--budget",
+            "2",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "8",
+            "--seed",
+            "1",
+            "--checkpoint-every",
+            "2",
+            "-q",
+        ])
+        .arg("--data")
+        .arg(&csv)
+        .arg("--out")
+        .arg(out);
+        c
+    };
+    let whole = root.join("whole");
+    run_ok(&mut args(&whole));
+    assert!(whole.join("model-best.safetensors").is_file());
+
+    let killed = root.join("killed");
+    let mut child = args(&killed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint taken inside epoch 2 or later (every 2 batches), then kill.
+    let start = std::time::Instant::now();
+    let ckpt = killed.join("checkpoint.ckpt");
+    loop {
+        let position = advtrain::train::checkpoint::read(&ckpt).map(|c| c.position());
+        if position.is_ok_and(|(epoch, batch)| epoch >= 1 && batch > 0) {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "no checkpoint inside epoch 2 in 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!killed.join("summary.json").exists(), "killed too late");
+
+    let out = bin()
+        .arg("train")
+        .arg("--resume")
+        .arg(&killed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+
+    assert_eq!(
+        metrics_without_times(&killed),
+        metrics_without_times(&whole)
+    );
+    assert!(
+        tensors(&whole.join("model.safetensors")) == tensors(&killed.join("model.safetensors"))
+    );
+    assert!(
+        tensors(&whole.join("model-best.safetensors"))
+            == tensors(&killed.join("model-best.safetensors"))
+    );
+    let summary = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+    };
+    for key in ["clean_test_accuracy", "epochs_completed"] {
+        assert_eq!(summary(&whole)[key], summary(&killed)[key], "{key}");
+    }
+
+    // --resume takes no other settings, as for image runs.
+    let err = run_err(
+        bin()
+            .arg("train")
+            .arg("--resume")
+            .arg(&killed)
+            .args(["--epochs", "9"]),
+    );
+    assert!(err.contains("--resume"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
