@@ -36,6 +36,7 @@ impl Default for Canonicalizer {
 }
 
 impl Canonicalizer {
+    /// Every step on: the full defence baseline.
     pub fn all() -> Self {
         Self {
             nfkc: true,
@@ -44,6 +45,7 @@ impl Canonicalizer {
         }
     }
 
+    /// Every step off: [`Canonicalizer::apply`] returns the text unchanged (the default).
     pub fn none() -> Self {
         Self {
             nfkc: false,
@@ -52,6 +54,7 @@ impl Canonicalizer {
         }
     }
 
+    /// Whether no step is on, so canonicalisation can be skipped.
     pub fn is_identity(&self) -> bool {
         !(self.nfkc || self.confusables || self.strip_invisible)
     }

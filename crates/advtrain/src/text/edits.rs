@@ -64,6 +64,7 @@ const ALL_KINDS: [EditKind; 8] = [
 ];
 
 impl EditKind {
+    /// Kebab-case name as used on the command line and in records.
     pub fn as_str(&self) -> &'static str {
         match self {
             EditKind::Swap => "swap",
@@ -106,9 +107,15 @@ impl FromStr for EditKind {
 /// it was when the edit was applied (a swap has `before = "ab"`, `after = "ba"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Edit {
+    /// Which kind of edit it was.
     pub kind: EditKind,
+    /// Char index (not byte index) in the text before this edit where it applies; for an
+    /// insertion, the index the new char takes.
     pub position: usize,
+    /// The chars removed: one for a substitution or deletion, two for a swap, empty for an
+    /// insertion.
     pub before: String,
+    /// The chars written in their place: empty for a deletion.
     pub after: String,
 }
 
@@ -393,7 +400,9 @@ fn changed_chars(a: &[char], b: &[char]) -> Vec<bool> {
 /// A run of the adversarial text, changed or not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    /// The run's chars, in order; concatenating every segment gives the adversarial text.
     pub text: String,
+    /// Whether the alignment marks these chars as inserted, substituted or transposed.
     pub changed: bool,
 }
 

@@ -27,15 +27,23 @@ pub enum TextEncoder {
     /// One token per character of the first `max_len` characters. Printable ASCII keeps
     /// its own id (case kept), any whitespace reads as a space, everything else is
     /// [`UNKNOWN`], which is exactly what a look-alike or invisible character becomes.
-    Chars { max_len: usize },
+    Chars {
+        /// Characters read; the rest of a longer text is ignored. At least 1.
+        max_len: usize,
+    },
     /// Character n-grams (`min_n..=max_n`) over the lower-cased text of the first
     /// `max_chars` characters, whitespace read as a space and the text framed by spaces,
     /// hashed into `buckets` ids (FNV-1a). Word boundaries are inside the n-grams
     /// (" buy", "now "), as in a character "word-boundary" analyser.
     Ngrams {
+        /// Hash buckets, the number of distinct n-gram ids (default 2^17); in
+        /// `2..=`[`MAX_BUCKETS`].
         buckets: usize,
+        /// Shortest n-gram, in characters (default 2); at least 1.
         min_n: usize,
+        /// Longest n-gram, in characters (default 4); `min_n..=16`.
         max_n: usize,
+        /// Characters read; the rest of a longer text is ignored. At least 1.
         max_chars: usize,
     },
 }
@@ -56,6 +64,7 @@ impl TextEncoder {
         }
     }
 
+    /// Checks the ranges given on each field.
     pub fn validate(&self) -> Result<()> {
         match *self {
             TextEncoder::Chars { max_len } => {

@@ -19,8 +19,11 @@ pub struct TextEvalRecord {
     pub attack_config: Option<TextAttackConfig>,
     /// Edits allowed per text (0 for clean evaluation).
     pub budget: usize,
+    /// The evaluated data set's name ([`TextDataset::name`]).
     pub dataset: String,
+    /// Number of texts evaluated.
     pub examples: usize,
+    /// Fraction of texts classified correctly as given, in `[0, 1]`.
     pub clean_accuracy: f64,
     /// Accuracy on the attacked texts (equals clean accuracy without an attack).
     pub robust_accuracy: f64,
@@ -36,11 +39,17 @@ pub struct TextEvalRecord {
     pub per_class: Vec<TextClassAccuracy>,
 }
 
+/// Clean and robust accuracy of the texts of one true class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextClassAccuracy {
+    /// The class's name (its index as text if the data set has no name for it).
     pub class: String,
+    /// Texts of this class evaluated.
     pub examples: usize,
+    /// Fraction of them classified correctly when clean (0 when there are none).
     pub clean_accuracy: f64,
+    /// Fraction of them classified correctly on the attacked text (0 when there are none;
+    /// texts wrong when clean are not attacked, so they count as wrong here too).
     pub robust_accuracy: f64,
 }
 

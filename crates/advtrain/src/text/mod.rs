@@ -39,14 +39,17 @@ pub struct TextDataset {
 }
 
 impl TextDataset {
+    /// Number of examples.
     pub fn len(&self) -> usize {
         self.texts.len()
     }
 
+    /// Whether there are no examples.
     pub fn is_empty(&self) -> bool {
         self.texts.is_empty()
     }
 
+    /// Number of classes (`classes.len()`), whether or not every class has examples.
     pub fn num_classes(&self) -> usize {
         self.classes.len()
     }
@@ -93,6 +96,7 @@ pub trait TextClassifier {
 /// n-gram model it is a character n-gram or a word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
+    /// Row of the model's embedding table this token reads (`< ` the table's size).
     pub id: u32,
     /// First character (inclusive).
     pub start: usize,

@@ -34,6 +34,7 @@ pub enum TextModelKind {
 }
 
 impl TextModelKind {
+    /// The name as used on the command line and in records: `ngram-bag` or `char-cnn`.
     pub fn as_str(&self) -> &'static str {
         match self {
             TextModelKind::NgramBag => "ngram-bag",
@@ -64,12 +65,16 @@ impl FromStr for TextModelKind {
 /// Everything needed to rebuild a text model before loading its weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextModelConfig {
+    /// The architecture.
     pub kind: TextModelKind,
+    /// How text becomes token ids; must match the kind (n-grams for the bag, characters
+    /// for the CNN).
     pub encoder: TextEncoder,
     /// Embedding width.
     pub dim: usize,
     /// Convolution channels (char-CNN only).
     pub channels: usize,
+    /// Number of output classes; at least 2.
     pub num_classes: usize,
 }
 
@@ -89,6 +94,8 @@ impl TextModelConfig {
         }
     }
 
+    /// Checks the encoder, that it fits the kind, that `dim` and `channels` are at least 1
+    /// and that there are at least 2 classes.
     pub fn validate(&self) -> Result<()> {
         self.encoder.validate()?;
         let fits = matches!(
@@ -136,11 +143,15 @@ pub struct CharCnn {
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // one model per run; boxing would only add indirection
 pub enum TextNet {
+    /// The fastText-style n-gram bag.
     NgramBag(NgramBag),
+    /// The character CNN.
     CharCnn(CharCnn),
 }
 
 impl TextNet {
+    /// A freshly initialised network for `config` (validated first) on `device`: uniform
+    /// `±1/dim` embeddings for the bag (fastText's), `N(0, 0.5²)` for the CNN.
     pub fn new(config: &TextModelConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let vocab = config.encoder.vocab_size();
@@ -245,7 +256,10 @@ pub fn batch_tensors<T: AsRef<[Token]>>(
 /// was built with that defence).
 #[derive(Clone, Debug)]
 pub struct TextModel {
+    /// The architecture and encoder the network was built with.
     pub config: TextModelConfig,
+    /// The canonicalisation applied to every text before tokenising (identity unless the
+    /// model was trained behind that defence).
     pub canonicalizer: Canonicalizer,
     net: TextNet,
     table: Vec<f32>,
@@ -278,6 +292,7 @@ impl TextModel {
         }
     }
 
+    /// The network, in evaluation mode.
     pub fn net(&self) -> &TextNet {
         &self.net
     }

@@ -18,14 +18,22 @@ pub const LOOKALIKE_KINDS: [EditKind; 2] = [EditKind::Homoglyph, EditKind::ZeroW
 pub enum TextAttackConfig {
     /// Black-box character edits at the most important words (Gao et al. 2018).
     DeepWordBug {
+        /// Most character edits per text (at most one per word); at least 1.
         budget: usize,
+        /// Edit kinds proposed at each word; not empty, and no [`EditKind::Flip`].
         kinds: Vec<EditKind>,
+        /// Only the first `max_words` words are scored and edited (default 128), to bound
+        /// the queries spent on long texts.
         max_words: usize,
     },
     /// White-box gradient-ranked character flips with beam search (Ebrahimi et al. 2018).
     HotFlip {
+        /// Most flips per text, one per round, each at a new position; at least 1.
         budget: usize,
+        /// Texts kept per round (default 2); at least 1.
         beam: usize,
+        /// Flips per beam state scored exactly, the top of the gradient ranking (default
+        /// 8); at least 1.
         candidates: usize,
         /// Positions ranked per beam state (0: all).
         #[serde(default)]
@@ -79,6 +87,8 @@ impl TextAttackConfig {
         Ok(config)
     }
 
+    /// The attack's name in records: `deepwordbug`, `lookalike`, `hotflip`, or
+    /// `deepwordbug-custom` for DeepWordBug with another set of kinds.
     pub fn name(&self) -> &'static str {
         match self {
             TextAttackConfig::DeepWordBug { kinds, .. } => {
@@ -102,6 +112,8 @@ impl TextAttackConfig {
         }
     }
 
+    /// Checks the settings as the attack itself does ([`DeepWordBug::validate`],
+    /// [`HotFlip::validate`]).
     pub fn validate(&self) -> Result<()> {
         match self {
             TextAttackConfig::DeepWordBug { .. } => {

@@ -119,6 +119,8 @@ struct Candidate {
 }
 
 impl DeepWordBug {
+    /// Checks the budget is at least 1 and the kinds non-empty and free of
+    /// [`EditKind::Flip`].
     pub fn validate(&self) -> crate::Result<()> {
         if self.budget == 0 {
             return Err(crate::Error::config(

@@ -93,6 +93,7 @@ impl<'m> RowCache<'m> {
 }
 
 impl HotFlip {
+    /// Checks that budget, beam and candidates are each at least 1.
     pub fn validate(&self) -> crate::Result<()> {
         if self.budget == 0 {
             return Err(crate::Error::config("hotflip budget must be at least 1"));

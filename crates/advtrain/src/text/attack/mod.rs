@@ -18,9 +18,14 @@ use super::edits::Edit;
 pub struct TextAttackResult {
     /// The text the edits apply to (for HotFlip, the model's canonical form of the input).
     pub original: String,
+    /// The attacked text: `original` with `edits` applied, within the budget's edit
+    /// distance; equal to `original` when the text was not attacked (already misclassified).
     pub adversarial: String,
+    /// The true class index.
     pub label: usize,
+    /// The model's predicted class on `original`.
     pub clean_prediction: usize,
+    /// The model's predicted class on `adversarial`.
     pub adversarial_prediction: usize,
     /// The edits in the order applied; positions refer to the text at that time.
     pub edits: Vec<Edit>,

@@ -36,18 +36,32 @@ pub enum TextMethod {
     /// `L(clean) + λ·L(attacked)`, attacked copies refreshed every epoch from `warmup_epochs`
     /// on, against a random `fraction` of the training set.
     Adversarial {
+        /// The attack that crafts the attacked copies (validated with the method).
         attack: TextAttackConfig,
+        /// Weight λ of the attacked batch's loss (the CLI's default 1); finite and `>= 0`.
         lambda: f64,
+        /// Fraction of the training texts attacked each epoch, in `(0, 1]` (the CLI's
+        /// default 0.5); at least one text is attacked.
         fraction: f64,
+        /// Clean-only epochs before the first attacked one (the CLI uses 1): a model that
+        /// has not learnt anything yet gives the attack nothing to find.
         warmup_epochs: usize,
     },
     /// `L(clean) + λ·L(head(embed(x) + δ))`, δ found by `steps` normalised-gradient ascent
     /// steps inside `‖δ‖₂ ≤ eps·‖embed(x)‖₂` per text (Miyato et al. 2017; FreeLB, Zhu et al.
     /// 2020). The radius is relative because embedding scales differ between models.
-    EmbeddingAt { eps: f64, steps: usize, lambda: f64 },
+    EmbeddingAt {
+        /// Radius relative to each text's embedding norm (the CLI's default 0.5); `> 0`.
+        eps: f64,
+        /// Ascent steps for δ (the CLI's default 3); at least 1.
+        steps: usize,
+        /// Weight λ of the perturbed loss (the CLI's default 1); finite and `>= 0`.
+        lambda: f64,
+    },
 }
 
 impl TextMethod {
+    /// The method's name in records: `standard`, `adversarial` or `embedding-at`.
     pub fn name(&self) -> &'static str {
         match self {
             TextMethod::Standard => "standard",
@@ -56,6 +70,7 @@ impl TextMethod {
         }
     }
 
+    /// Checks the ranges given on each variant's fields (and the attack's settings).
     pub fn validate(&self) -> Result<()> {
         match self {
             TextMethod::Standard => Ok(()),
@@ -95,14 +110,20 @@ impl TextMethod {
 /// A text training run's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextTrainConfig {
+    /// The architecture to build and train from scratch.
     pub model: TextModelConfig,
+    /// How the model is trained.
     pub method: TextMethod,
     /// Input canonicalisation in front of the model (also during training).
     pub canonicalizer: Canonicalizer,
+    /// Passes over the training texts; at least 1.
     pub epochs: usize,
+    /// Clean texts per batch (an adversarial batch of attacked texts is paired with each);
+    /// at least 1.
     pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// Seeds the initial weights, shuffling and the attacks that craft training texts.
     pub seed: u64,
     /// The learning-rate schedule (constant unless set).
     #[serde(default = "constant")]
@@ -128,6 +149,8 @@ pub fn text_monitor() -> MonitorConfig {
 }
 
 impl TextTrainConfig {
+    /// Rejects settings that cannot work: the model's, the method's, the schedule's and
+    /// the monitor's checks, plus epochs, batch size and a positive learning rate.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.method.validate()?;
@@ -181,8 +204,11 @@ pub struct TextEpochRecord {
 
 /// A trained text model and its history.
 pub struct TrainedText {
+    /// The final network, in evaluation mode.
     pub net: TextNet,
+    /// One record per finished epoch, those before a resume included.
     pub history: Vec<TextEpochRecord>,
+    /// Wall-clock seconds of training, summed over resumed processes.
     pub train_seconds: f64,
     /// Which epoch's checkpoint was best, and by what.
     pub best: Option<BestRecord>,
