@@ -94,6 +94,12 @@ impl TextModelConfig {
         }
     }
 
+    /// A freshly initialised network (burn's `XConfig { .. }.init(&device)` convention):
+    /// [`TextNet::new`] of this configuration, validated first.
+    pub fn init(&self, device: &Device) -> Result<TextNet> {
+        TextNet::new(self, device)
+    }
+
     /// Checks the encoder, that it fits the kind, that `dim` and `channels` are at least 1
     /// and that there are at least 2 classes.
     pub fn validate(&self) -> Result<()> {

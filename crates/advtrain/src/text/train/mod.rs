@@ -302,7 +302,7 @@ impl From<&EpochMetrics> for TextEpochRecord {
 /// [`crate::model::init_seeded`]'s lock, so runs in parallel threads stay reproducible.
 pub fn init_net(config: &TextModelConfig, seed: u64, device: &Device) -> Result<TextNet> {
     crate::model::init_seeded(device, seed, || {
-        let net = TextNet::new(config, device)?;
+        let net = config.init(device)?;
         let ids = Tensor::<2, Int>::zeros([1, 1], device);
         let mask = Tensor::<2>::ones([1, 1], device);
         let _ = net.logits(ids, mask).into_data();
