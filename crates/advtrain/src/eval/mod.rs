@@ -26,13 +26,21 @@ use crate::{Error, Result};
 /// Accuracy with its 95% Wilson score interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
+    /// Examples counted as correct (for a robust accuracy: correct clean and after the attack).
     pub correct: usize,
+    /// Examples scored: the denominator.
     pub n: usize,
+    /// `correct / n` as a fraction in `[0, 1]` (not a percentage); 0 when `n` is 0.
     pub value: f64,
+    /// 95% Wilson score interval `[low, high]` for `value`, fractions in `[0, 1]` with
+    /// `low <= value <= high`; `[0, 1]` when `n` is 0 (nothing is known).
     pub ci95: [f64; 2],
 }
 
 impl Accuracy {
+    /// `correct` of `n`, with the value and its 95% Wilson interval (z = 1.96) filled in, so
+    /// every `Accuracy` carries its interval. `n = 0` gives value 0 and the interval `[0, 1]`
+    /// rather than NaN. Expects `correct <= n`.
     pub fn new(correct: usize, n: usize) -> Self {
         let value = if n == 0 {
             0.0
@@ -76,10 +84,17 @@ pub fn wilson_interval(successes: usize, n: usize, z: f64) -> [f64; 2] {
 /// The outcome of attacking every example of a data set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RobustEval {
+    /// The attack, as its [`Attack::name`] describes it (settings and threat model), or the
+    /// ensemble's name when the result comes from [`ensemble::EnsembleResult::as_eval`].
     pub attack: String,
+    /// The threat model the attack ran under; every adversarial input was checked to lie
+    /// inside it (and inside `[0, 1]`) before it was scored.
     pub threat: ThreatModel,
+    /// Number of examples evaluated: the length of every per-example vector below.
     pub n: usize,
+    /// Accuracy on the clean inputs.
     pub clean: Accuracy,
+    /// Fraction correct clean *and* after the attack, so never above `clean`.
     pub robust: Accuracy,
     /// Per example: classified correctly on the clean input.
     pub clean_correct: Vec<bool>,
@@ -91,6 +106,7 @@ pub struct RobustEval {
     pub adv_pred: Vec<u8>,
     /// The largest perturbation the attack produced, in the threat model's norm.
     pub max_perturbation: f32,
+    /// Wall-clock seconds for the whole evaluation, clean predictions included.
     pub seconds: f64,
 }
 
@@ -223,7 +239,11 @@ pub fn evaluate<M: Classifier, A: Attack>(
 /// One point of an accuracy-vs-ε curve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
+    /// Radius ε of the attack's ball, in pixel units of `[0, 1]` images, in the curve's norm
+    /// (the norm is not stored here: it is the one the whole curve was run with).
     pub eps: f32,
+    /// Robust accuracy at this ε; at ε = 0 it is the clean accuracy, measured without
+    /// attacking.
     pub robust: Accuracy,
 }
 

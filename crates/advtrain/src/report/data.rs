@@ -19,7 +19,11 @@ pub const CHECKS: &str = files::CHECKS;
 pub struct RunReport {
     /// The run directory's name: short, and what a person typed.
     pub name: String,
+    /// The path as given to [`RunReport::load`] (not canonicalised); the report reads the
+    /// trained model from it to draw adversarial examples.
     pub dir: PathBuf,
+    /// `summary.json`, the one file a run directory must have: the headline numbers and the
+    /// training threat model.
     pub summary: Summary,
     /// `None` when `config.toml` is missing (hand-made or copied runs).
     pub config: Option<RunConfig>,
@@ -27,6 +31,8 @@ pub struct RunReport {
     pub metrics: Option<Vec<EpochMetrics>>,
     /// Every `eval-*.json`, sorted by file name.
     pub evals: Vec<EvalFile>,
+    /// The sanity checklist from [`CHECKS`]; `None` when it was never run (no
+    /// `advtrain eval --checks`).
     pub checks: Option<Vec<Check>>,
     /// The adversarial-example grid (PNG bytes), or why there is none.
     pub examples: std::result::Result<Vec<u8>, String>,
@@ -35,6 +41,8 @@ pub struct RunReport {
 /// All runs of one report, in the order given.
 #[derive(Clone, Debug)]
 pub struct ReportData {
+    /// One per run directory, in the order given (never empty after [`ReportData::load`]);
+    /// a run's index here is its colour in every chart.
     pub runs: Vec<RunReport>,
 }
 
@@ -151,8 +159,12 @@ impl ReportData {
 pub struct TradeoffPoint {
     /// Index of the run in [`ReportData::runs`] (its colour).
     pub run: usize,
+    /// The run's [`RunReport::name`], the point's label.
     pub name: String,
+    /// Clean test accuracy from `summary.json`, a percentage in `[0, 100]`.
     pub clean_pct: f64,
+    /// Robust test accuracy from `summary.json` (the lowest any evaluation at the training
+    /// ε found), a percentage in `[0, 100]`.
     pub robust_pct: f64,
 }
 
@@ -176,7 +188,9 @@ pub fn tradeoff_points(data: &ReportData) -> Vec<TradeoffPoint> {
 /// A run's accuracy-vs-ε curve.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpsCurve {
+    /// Index of the run in [`ReportData::runs`] (its colour).
     pub run: usize,
+    /// The run's [`RunReport::name`], the curve's legend entry.
     pub name: String,
     /// Where the points come from, in words.
     pub source: String,
@@ -247,9 +261,16 @@ pub fn eps_curves(data: &ReportData) -> Vec<EpsCurve> {
 /// A run's training history by epoch, accuracies in %.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainingCurves {
+    /// (epoch, mean training loss) per epoch: the method's own loss, not scaled. In every
+    /// series here epochs are 1-based and ascending, and an epoch whose value is missing or
+    /// not finite has no point, so series may differ in length.
     pub train_loss: Vec<(f64, f64)>,
+    /// (epoch, validation clean accuracy in %); empty without a validation split.
     pub val_clean: Vec<(f64, f64)>,
+    /// (epoch, validation FGSM accuracy in %); empty when it was not measured.
     pub val_fgsm: Vec<(f64, f64)>,
+    /// (epoch, validation robust accuracy in %) under the monitor's PGD (named in
+    /// `val_attack`); empty without ε or a validation split.
     pub val_pgd: Vec<(f64, f64)>,
     /// Which attack `val_pgd` used, as recorded.
     pub val_attack: Option<String>,
@@ -257,6 +278,7 @@ pub struct TrainingCurves {
     pub events: Vec<MonitorEvent>,
     /// The best checkpoint's epoch: the last line's `best_epoch`, else summary.json's.
     pub best_epoch: Option<usize>,
+    /// The last epoch in `metrics.jsonl` (the largest `epoch`): the x-axis extent.
     pub epochs: usize,
 }
 
@@ -291,10 +313,16 @@ pub fn training_curves(run: &RunReport) -> Option<TrainingCurves> {
 /// One class's clean and robust accuracy, in %.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassRow {
+    /// The class index (its label).
     pub class: usize,
+    /// The class's name in the data set.
     pub name: String,
+    /// Clean accuracy on the class's examples, a percentage in `[0, 100]`.
     pub clean_pct: f64,
+    /// Robust accuracy on them (correct clean and after the attack), a percentage in
+    /// `[0, 100]`, never above `clean_pct`.
     pub robust_pct: f64,
+    /// Examples of the class in the evaluation: both percentages are over this many.
     pub n: usize,
 }
 

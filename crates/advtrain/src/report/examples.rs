@@ -13,25 +13,37 @@ use crate::{Error, Result};
 /// A batch of clean inputs with their adversarial versions and the model's verdicts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdversarialExamples {
+    /// Channels per image, `C` (1 for grey-scale, 3 for RGB).
     pub channels: usize,
+    /// Image height `H` in pixels.
     pub height: usize,
+    /// Image width `W` in pixels.
     pub width: usize,
     /// `n × C × H × W` in `[0, 1]`.
     pub clean: Vec<f32>,
+    /// The attack's outputs, laid out like `clean` and likewise in `[0, 1]`: example `i`
+    /// is the adversarial version of clean example `i`.
     pub adversarial: Vec<f32>,
+    /// Per example: the true label; its length `n` is the number of examples.
     pub labels: Vec<u8>,
+    /// Per example: the model's prediction on the clean input.
     pub clean_pred: Vec<u8>,
+    /// Per example: the model's prediction on the adversarial input.
     pub adv_pred: Vec<u8>,
     /// The model's probability for `adv_pred`.
     pub adv_confidence: Vec<f32>,
+    /// The attack's radius ε, in pixel units of `[0, 1]` images and in the attack's norm
+    /// (not stored); NaN when read by [`load_examples`] from a file without it.
     pub eps: f32,
 }
 
 impl AdversarialExamples {
+    /// Number of examples `n` (the length of `labels`).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// True when there are no examples (the grid then shows only its header row).
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
