@@ -16,8 +16,8 @@ use advtrain::eval::evaluate;
 use advtrain::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::train::{
-    count_correct, fit, ImageBatch, ImageTask, MethodConfig, NoObserver, OptimizerConfig, Schedule,
-    StepContext, StepOutput, TrainConfig, TrainOptions, TrainStep,
+    count_correct, fit, CheckpointOptions, ImageBatch, ImageTask, MethodConfig, NoObserver,
+    OptimizerConfig, Schedule, StepContext, StepOutput, TrainConfig, TrainStep,
 };
 use burn::prelude::*;
 
@@ -93,7 +93,7 @@ fn main() -> advtrain::Result<()> {
         let trained = fit(
             &mut task,
             model,
-            TrainOptions::default(),
+            CheckpointOptions::default(),
             &device,
             &Silent,
             &mut NoObserver,

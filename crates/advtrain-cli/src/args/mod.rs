@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use attack::{AttackArgs, EvalArgs, DEFAULT_TEXT_BUDGET};
-pub use train::{TrainArgs, TrainSettings};
+pub use train::{TrainArgs, TrainFlags};
 
 /// The command line.
 #[derive(Parser, Debug)]

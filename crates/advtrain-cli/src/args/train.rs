@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use super::Common;
 
-/// Training settings. Every one can also come from `--config FILE` (TOML, same names in
-/// kebab-case); a flag given on the command line wins over the file.
+/// The training flags of `advtrain train`, as typed (all optional; the command resolves them
+/// into a run's `RunConfig`). Every one can also come from `--config FILE` (TOML, same names
+/// in kebab-case); a flag given on the command line wins over the file.
 #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TrainSettings {
+pub struct TrainFlags {
     /// Data set: fashion-mnist, mnist or cifar10.
     #[arg(long)]
     pub dataset: Option<String>,
@@ -152,17 +153,17 @@ pub struct TrainSettings {
 
 macro_rules! merge {
     ($flags:expr, $file:expr, $($field:ident),*) => {
-        TrainSettings { $($field: $flags.$field.clone().or($file.$field.clone()),)* }
+        TrainFlags { $($field: $flags.$field.clone().or($file.$field.clone()),)* }
     };
 }
 
-impl TrainSettings {
+impl TrainFlags {
     /// `checkpoint-minutes` (default 10; 0 turns time-based checkpoints off).
     pub fn checkpoint_minutes(&self) -> Option<f64> {
         self.checkpoint_minutes.or(Some(10.0)).filter(|m| *m > 0.0)
     }
 
-    fn merged_with(&self, file: &TrainSettings) -> TrainSettings {
+    fn merged_with(&self, file: &TrainFlags) -> TrainFlags {
         merge!(
             self,
             file,
@@ -217,7 +218,7 @@ impl TrainSettings {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
-    pub settings: TrainSettings,
+    pub settings: TrainFlags,
     /// TOML file with settings (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -237,15 +238,15 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The command line's settings over those of `--config FILE` (if any).
-    pub fn load_settings(&self) -> Result<TrainSettings> {
+    pub fn load_settings(&self) -> Result<TrainFlags> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("{}: cannot read", path.display()))?;
-                toml::from_str::<TrainSettings>(&text)
+                toml::from_str::<TrainFlags>(&text)
                     .with_context(|| format!("{}: invalid config", path.display()))?
             }
-            None => TrainSettings::default(),
+            None => TrainFlags::default(),
         };
         Ok(self.settings.merged_with(&file))
     }
@@ -253,7 +254,7 @@ impl TrainArgs {
     /// An error if `--resume` comes with training settings: a resumed run continues with
     /// its own configuration, or it would not end where an uninterrupted one does.
     pub fn check_resume_alone(&self) -> Result<()> {
-        if self.settings != TrainSettings::default() || self.config.is_some() {
+        if self.settings != TrainFlags::default() || self.config.is_some() {
             bail!(
                 "--resume continues with the run's own {}; give no other training settings",
                 files::CONFIG

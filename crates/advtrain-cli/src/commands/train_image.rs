@@ -9,16 +9,16 @@ use advtrain::model::{ModelKind, ModelShape, Normalization, ZooModel};
 use advtrain::progress::Progress;
 use advtrain::run::{self, files, FinalEvaluation, RunConfig, RunDir, Task};
 use advtrain::train::{
-    self, EpochMetrics, MethodConfig, OptimizerConfig, Schedule, TrainConfig, TrainOptions,
+    self, CheckpointOptions, EpochMetrics, MethodConfig, OptimizerConfig, Schedule, TrainConfig,
 };
 use anyhow::{bail, Context, Result};
 
-use crate::args::{TrainArgs, TrainSettings};
+use crate::args::{TrainArgs, TrainFlags};
 use crate::common;
 use crate::progress::Bars;
 
 /// A new run from `settings` (already merged from the flags and `--config`).
-pub fn run(args: &TrainArgs, settings: &TrainSettings) -> Result<()> {
+pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
     let device = args.common.setup()?;
     let config = resolve(settings, &args.common.device, args.common.threads)?;
     let t = &config.train;
@@ -31,7 +31,7 @@ pub fn run(args: &TrainArgs, settings: &TrainSettings) -> Result<()> {
     let dir = RunDir::create(&out, Task::Image, args.force)?;
     let splits = config.load_splits()?;
     dir.write_config(&config)?;
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(dir.path()),
         checkpoint_minutes: settings.checkpoint_minutes(),
         checkpoint_batches: settings.checkpoint_every,
@@ -58,9 +58,9 @@ pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
     // history so every line matches the weights we continue from.
     dir.rewrite_metrics(&ckpt.state.history)?;
     let splits = config.load_splits()?;
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(dir.path()),
-        checkpoint_minutes: TrainSettings::default().checkpoint_minutes(),
+        checkpoint_minutes: TrainFlags::default().checkpoint_minutes(),
         checkpoint_batches: None,
         resume: Some(ckpt),
     };
@@ -72,7 +72,7 @@ fn train_and_evaluate(
     dir: &RunDir,
     config: &RunConfig,
     splits: run::ImageSplits,
-    options: TrainOptions<'_>,
+    options: CheckpointOptions<'_>,
     device: &burn::prelude::Device,
     bars: &Bars,
 ) -> Result<()> {
@@ -225,7 +225,7 @@ fn data_dir(name: DatasetName, data: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Turns settings into a fully resolved run configuration.
-fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<RunConfig> {
+fn resolve(s: &TrainFlags, device: &str, threads: Option<usize>) -> Result<RunConfig> {
     let dataset: DatasetName = s.dataset.as_deref().unwrap_or("fashion-mnist").parse()?;
     let data_dir = data_dir(dataset, s.data.as_deref())?;
     let model: ModelKind = s.model.as_deref().unwrap_or("small-cnn").parse()?;
@@ -259,7 +259,7 @@ fn resolve(s: &TrainSettings, device: &str, threads: Option<usize>) -> Result<Ru
 }
 
 /// The training method with the settings' overrides of its published defaults.
-fn resolve_method(s: &TrainSettings) -> Result<MethodConfig> {
+fn resolve_method(s: &TrainFlags) -> Result<MethodConfig> {
     let mut method = MethodConfig::default_for(s.method.as_deref().unwrap_or("fgsm-rs"))?;
     match &mut method {
         MethodConfig::Standard => {}
@@ -307,7 +307,7 @@ fn resolve_method(s: &TrainSettings) -> Result<MethodConfig> {
 
 /// The training settings proper, for `method` on `dataset`.
 fn resolve_train(
-    s: &TrainSettings,
+    s: &TrainFlags,
     method: MethodConfig,
     dataset: DatasetName,
 ) -> Result<TrainConfig> {

@@ -14,11 +14,11 @@ use advtrain::text::run::{load_text_data, TextRun, TextRunConfig, TextSplits};
 use advtrain::text::train::{
     text_monitor, train_text_with, TextAttackConfig, TextMethod, TextTrainConfig,
 };
-use advtrain::train::{Schedule, TrainOptions};
+use advtrain::train::{CheckpointOptions, Schedule};
 use anyhow::{bail, Result};
 use burn::prelude::Device;
 
-use crate::args::{TrainArgs, TrainSettings, DEFAULT_TEXT_BUDGET};
+use crate::args::{TrainArgs, TrainFlags, DEFAULT_TEXT_BUDGET};
 use crate::common;
 use crate::progress::Bars;
 
@@ -31,7 +31,7 @@ fn widen(v: f32) -> f64 {
 }
 
 /// A new text run from `settings` (already merged from the flags and `--config`).
-pub fn run(args: &TrainArgs, s: &TrainSettings) -> Result<()> {
+pub fn run(args: &TrainArgs, s: &TrainFlags) -> Result<()> {
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
     let (dataset, data_path) = data_source(s)?;
@@ -83,7 +83,7 @@ pub fn run(args: &TrainArgs, s: &TrainSettings) -> Result<()> {
     };
     let run = TextRun::create(&out, args.force, &config)?;
     let splits = TextSplits::new(all_train, test, seed);
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(run.path()),
         checkpoint_minutes: s.checkpoint_minutes(),
         checkpoint_batches: s.checkpoint_every,
@@ -109,9 +109,9 @@ pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
     // history so every line matches the weights we continue from.
     run.rewrite_epochs(&ckpt.state.history)?;
     let splits = config.splits()?;
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(run.path()),
-        checkpoint_minutes: TrainSettings::default().checkpoint_minutes(),
+        checkpoint_minutes: TrainFlags::default().checkpoint_minutes(),
         checkpoint_batches: None,
         resume: Some(ckpt),
     };
@@ -123,7 +123,7 @@ fn train_and_evaluate(
     run: &TextRun,
     config: &TextRunConfig,
     splits: &TextSplits,
-    options: TrainOptions<'_>,
+    options: CheckpointOptions<'_>,
     device: &Device,
     bars: &Bars,
 ) -> Result<()> {
@@ -184,7 +184,7 @@ fn train_and_evaluate(
 
 /// The data set's name and where it lives: a named text data set (under `--data`, default
 /// `data/text`), or `file` for `--data FILE.csv|FILE.jsonl`.
-fn data_source(s: &TrainSettings) -> Result<(String, PathBuf)> {
+fn data_source(s: &TrainFlags) -> Result<(String, PathBuf)> {
     Ok(match (s.dataset.as_deref(), s.data.clone()) {
         (Some(name), dir) if KNOWN_DATASETS.contains(&name) => (
             name.to_string(),
@@ -203,7 +203,7 @@ fn data_source(s: &TrainSettings) -> Result<(String, PathBuf)> {
 }
 
 /// The training method with the settings' overrides of its defaults.
-fn resolve_method(s: &TrainSettings, budget: usize) -> Result<TextMethod> {
+fn resolve_method(s: &TrainFlags, budget: usize) -> Result<TextMethod> {
     Ok(match s.method.as_deref().unwrap_or("standard") {
         "standard" => TextMethod::Standard,
         "adversarial" | "adv" => TextMethod::Adversarial {

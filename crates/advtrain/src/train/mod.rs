@@ -10,7 +10,7 @@
 //! augmentation, the optimiser and learning-rate schedule, non-finite losses, the health
 //! monitor ([`monitor`]: validation clean / FGSM / PGD accuracy and gradient alignment,
 //! collapse alarms and rollback), the best checkpoint, and crash-safe checkpoints that
-//! [`TrainOptions::resume`] continues from ([`checkpoint`]).
+//! [`CheckpointOptions::resume`] continues from ([`checkpoint`]).
 
 pub mod checkpoint;
 mod fgsm_rs;
@@ -485,10 +485,12 @@ impl<M> EpochObserver<M> for NoObserver {
     }
 }
 
-/// Where and how often to checkpoint, and what to resume from. Nothing here changes the
-/// trained weights: a run checkpointed often ends exactly like one never checkpointed.
+/// Where and how often to checkpoint, and what to resume from: how a run is kept, as
+/// opposed to how it trains ([`TrainConfig`]; a CLI run records both data and model in
+/// `run::RunConfig`). Nothing here changes the trained weights: a run checkpointed often
+/// ends exactly like one never checkpointed.
 #[derive(Default)]
-pub struct TrainOptions<'a> {
+pub struct CheckpointOptions<'a> {
     /// Run directory for `checkpoint.ckpt` (after every epoch) and `model-best.safetensors`
     /// (`None`: no files).
     pub checkpoint_dir: Option<&'a Path>,
@@ -538,21 +540,21 @@ pub fn train<M: Classifier + 'static>(
         train,
         val,
         config,
-        TrainOptions::default(),
+        CheckpointOptions::default(),
         device,
         progress,
         observer,
     )
 }
 
-/// [`train`] with checkpoints and resume ([`TrainOptions`]).
+/// [`train`] with checkpoints and resume ([`CheckpointOptions`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train_with<M: Classifier + 'static>(
     model: M,
     train: &Dataset,
     val: &Dataset,
     config: &TrainConfig,
-    options: TrainOptions<'_>,
+    options: CheckpointOptions<'_>,
     device: &Device,
     progress: &dyn Progress,
     observer: &mut dyn EpochObserver<M>,

@@ -23,7 +23,7 @@ use super::checkpoint::{self, BestRecord, Checkpoint, TrainState};
 use super::monitor::{self, CollapsePolicy, HealthCheck, MonitorConfig, MonitorEvent};
 use super::optim::{OptimizerConfig, Schedule};
 use super::step::{StepContext, StepOutput};
-use super::{EpochMetrics, EpochObserver, TrainOptions, Trained, BEST_MODEL};
+use super::{CheckpointOptions, EpochMetrics, EpochObserver, Trained, BEST_MODEL};
 use crate::model;
 use crate::progress::Progress;
 use crate::rng::{self, AdvRng, RngState};
@@ -362,7 +362,7 @@ impl<T: TrainTask> Live<'_, T> {
 pub fn fit<T: TrainTask>(
     task: &mut T,
     model: T::Model,
-    mut options: TrainOptions<'_>,
+    mut options: CheckpointOptions<'_>,
     device: &Device,
     progress: &dyn Progress,
     observer: &mut dyn EpochObserver<T::Model>,
@@ -462,7 +462,7 @@ impl EpochClock {
 /// inside-epoch health checks and checkpoints.
 fn run_epoch<T: TrainTask>(
     live: &mut Live<'_, T>,
-    options: &TrainOptions<'_>,
+    options: &CheckpointOptions<'_>,
     device: &Device,
     clock: &Clock,
     epoch_clock: &EpochClock,

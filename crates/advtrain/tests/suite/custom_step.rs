@@ -12,9 +12,9 @@ use advtrain::data::synthetic;
 use advtrain::model::{self, Classifier, ModelKind, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::train::{
-    checkpoint, count_correct, fit, EpochMetrics, EpochObserver, ImageBatch, ImageTask,
-    MethodConfig, NoObserver, OptimizerConfig, Schedule, StepContext, StepOutput, TrainConfig,
-    TrainOptions, TrainStep,
+    checkpoint, count_correct, fit, CheckpointOptions, EpochMetrics, EpochObserver, ImageBatch,
+    ImageTask, MethodConfig, NoObserver, OptimizerConfig, Schedule, StepContext, StepOutput,
+    TrainConfig, TrainStep,
 };
 use advtrain::Error;
 use burn::prelude::*;
@@ -135,7 +135,7 @@ fn a_custom_train_step_trains_through_the_shared_loop() {
     let trained = fit(
         &mut task,
         model,
-        TrainOptions::default(),
+        CheckpointOptions::default(),
         &common::device(),
         &Silent,
         &mut NoObserver,
@@ -167,7 +167,7 @@ fn a_custom_step_resumes_bit_identical_with_its_state() {
     let train = all.subset(&(0..600).collect::<Vec<_>>());
     let val = all.subset(&(600..700).collect::<Vec<_>>());
     let config = config();
-    let run = |observer: &mut dyn EpochObserver<ZooModel>, options: TrainOptions<'_>, seed| {
+    let run = |observer: &mut dyn EpochObserver<ZooModel>, options: CheckpointOptions<'_>, seed| {
         let calls = Rc::new(Cell::new(0));
         let step = NoisyStep {
             sigma: 0.05,
@@ -185,14 +185,14 @@ fn a_custom_step_resumes_bit_identical_with_its_state() {
         );
         (result, calls.get())
     };
-    let (uninterrupted, calls) = run(&mut NoObserver, TrainOptions::default(), 2);
+    let (uninterrupted, calls) = run(&mut NoObserver, CheckpointOptions::default(), 2);
     let uninterrupted = uninterrupted.unwrap();
     assert_eq!(calls, 36);
 
     let dir = std::env::temp_dir().join(format!("advtrain-custom-step-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(&dir),
         checkpoint_batches: Some(5),
         ..Default::default()
@@ -205,7 +205,7 @@ fn a_custom_step_resumes_bit_identical_with_its_state() {
         (1, 10),
         "12 batches an epoch, checkpoints every 5"
     );
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(&dir),
         resume: Some(ckpt),
         ..Default::default()

@@ -14,8 +14,8 @@ use advtrain::model::{self, Classifier, ModelKind, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::threat::ThreatModel;
 use advtrain::train::{
-    self, checkpoint, CollapsePolicy, EpochMetrics, EpochObserver, MethodConfig, MonitorEvent,
-    NoObserver, OptimizerConfig, Schedule, TrainConfig, TrainOptions,
+    self, checkpoint, CheckpointOptions, CollapsePolicy, EpochMetrics, EpochObserver, MethodConfig,
+    MonitorEvent, NoObserver, OptimizerConfig, Schedule, TrainConfig,
 };
 use advtrain::Error;
 use burn::prelude::*;
@@ -104,7 +104,7 @@ fn resume_mid_epoch_matches_uninterrupted_run() {
             fail_at: 2,
             seen: Vec::new(),
         };
-        let options = TrainOptions {
+        let options = CheckpointOptions {
             checkpoint_dir: Some(&dir),
             checkpoint_batches: Some(3),
             ..Default::default()
@@ -129,7 +129,7 @@ fn resume_mid_epoch_matches_uninterrupted_run() {
         assert_eq!(ckpt.position(), (1, 6), "{method}");
         assert_eq!(ckpt.state.history.len(), 1);
 
-        let options = TrainOptions {
+        let options = CheckpointOptions {
             checkpoint_dir: Some(&dir),
             checkpoint_batches: Some(3),
             resume: Some(ckpt),
@@ -168,7 +168,7 @@ fn damaged_checkpoint_is_refused_and_previous_used() {
     let (train_set, val) = data.split_validation(40, 1).unwrap();
     let config = small_config("fgsm-rs", 2);
     let dir = scratch("damaged");
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(&dir),
         ..Default::default()
     };
@@ -246,7 +246,7 @@ fn nan_loss_stops_cleanly_and_keeps_last_good_checkpoint() {
     let model = Poisoned {
         inner: common::fresh(ModelKind::Mlp, &data, 3),
     };
-    let options = TrainOptions {
+    let options = CheckpointOptions {
         checkpoint_dir: Some(&dir),
         ..Default::default()
     };

@@ -12,7 +12,7 @@ use advtrain::text::train::{
     train_text, train_text_with, TextAttackConfig, TextEpochRecord, TextMethod, TextTrainConfig,
 };
 use advtrain::text::TextDataset;
-use advtrain::train::{checkpoint, TrainOptions};
+use advtrain::train::{checkpoint, CheckpointOptions};
 use burn::prelude::Device;
 use rand::Rng;
 
@@ -198,7 +198,7 @@ fn crashed_text_run_resumes_bit_identical() {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let options = TrainOptions {
+        let options = CheckpointOptions {
             checkpoint_dir: Some(&dir),
             checkpoint_batches: Some(4),
             ..Default::default()
@@ -221,7 +221,7 @@ fn crashed_text_run_resumes_bit_identical() {
         let (ckpt, _, _) = checkpoint::load_latest(&dir).unwrap();
         // 200 texts / 16 = 13 batches: the newest checkpoint of epoch 2 is at batch 12.
         assert_eq!(ckpt.position(), (1, 12), "{}", method.name());
-        let options = TrainOptions {
+        let options = CheckpointOptions {
             checkpoint_dir: Some(&dir),
             resume: Some(ckpt),
             ..Default::default()

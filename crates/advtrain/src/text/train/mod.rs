@@ -22,7 +22,7 @@ use super::model::{TextModelConfig, TextNet};
 use super::TextDataset;
 use crate::progress::Progress;
 use crate::train::monitor::{CollapsePolicy, MonitorConfig, MonitorEvent};
-use crate::train::{fit, BestRecord, EpochMetrics, EpochObserver, Schedule, TrainOptions};
+use crate::train::{fit, BestRecord, CheckpointOptions, EpochMetrics, EpochObserver, Schedule};
 use crate::{Error, Result};
 pub use steps::{embedding_perturbation, EmbeddingAtStep, TextBatch, TextCrossEntropy};
 pub use task::TextTask;
@@ -228,19 +228,19 @@ pub fn train_text(
         config,
         train,
         val,
-        TrainOptions::default(),
+        CheckpointOptions::default(),
         device,
         progress,
         on_epoch,
     )
 }
 
-/// [`train_text`] with checkpoints and resume ([`TrainOptions`]), through the shared loop.
+/// [`train_text`] with checkpoints and resume ([`CheckpointOptions`]), through the shared loop.
 pub fn train_text_with(
     config: &TextTrainConfig,
     train: &TextDataset,
     val: Option<&TextDataset>,
-    options: TrainOptions<'_>,
+    options: CheckpointOptions<'_>,
     device: &Device,
     progress: &dyn Progress,
     on_epoch: &mut dyn FnMut(&TextEpochRecord, &TextNet) -> Result<()>,
