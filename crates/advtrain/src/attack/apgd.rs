@@ -287,22 +287,12 @@ fn column(values: &[f32], like: &Tensor<4>) -> Tensor<4> {
     )
 }
 
-/// One APGD run of `steps` iterations from a random start.
-fn single_run<M: Classifier>(
-    model: &M,
-    x: &Tensor<4>,
-    labels: &[i64],
-    objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
-    threat: ThreatModel,
-    steps: usize,
-    rng: &mut AdvRng,
-) -> RunResult {
-    let b = labels.len();
+/// A uniform random start on the boundary of the ε-ball around `x` (as the reference does),
+/// clipped to `[0, 1]`.
+fn boundary_start(x: &Tensor<4>, threat: ThreatModel, rng: &mut AdvRng) -> Tensor<4> {
     let dims = x.dims();
+    let b = dims[0];
     let n = dims.iter().product::<usize>();
-    let eps = threat.eps;
-
-    // Random start on the boundary of the ball (as the reference does).
     let t = match threat.norm {
         Norm::Linf => {
             let t = Tensor::<4>::from_data(
@@ -324,7 +314,45 @@ fn single_run<M: Classifier>(
             t / norm.add_scalar(1e-12)
         }
     };
-    let mut x_adv = (x.clone() + t.mul_scalar(eps)).clamp(0.0, 1.0);
+    (x.clone() + t.mul_scalar(threat.eps)).clamp(0.0, 1.0)
+}
+
+/// At a checkpoint of APGD's step-size schedule, which examples halve their step: those whose
+/// loss rose in at most 75% of the last `k` steps (oscillation), or whose best loss did not
+/// improve since the last checkpoint when their step was not reduced there.
+fn step_reductions(
+    loss_steps: &[Vec<f32>],
+    k: usize,
+    reduced_last_check: &[bool],
+    loss_best_last_check: &[f32],
+    loss_best: &[f32],
+) -> Vec<bool> {
+    let last = loss_steps.len() - 1;
+    (0..loss_best.len())
+        .map(|j| {
+            let rises = (0..k)
+                .filter(|&c| last > c && loss_steps[last - c][j] > loss_steps[last - c - 1][j])
+                .count();
+            let oscillating = rises as f64 <= k as f64 * 0.75;
+            let no_improvement = !reduced_last_check[j] && loss_best_last_check[j] >= loss_best[j];
+            oscillating || no_improvement
+        })
+        .collect()
+}
+
+/// One APGD run of `steps` iterations from a random start.
+fn single_run<M: Classifier>(
+    model: &M,
+    x: &Tensor<4>,
+    labels: &[i64],
+    objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
+    threat: ThreatModel,
+    steps: usize,
+    rng: &mut AdvRng,
+) -> RunResult {
+    let b = labels.len();
+    let eps = threat.eps;
+    let mut x_adv = boundary_start(x, threat, rng);
 
     let eval = |x_at: &Tensor<4>| {
         let g = input_gradient_with(model, x_at.clone(), objective);
@@ -392,20 +420,13 @@ fn single_run<M: Classifier>(
         counter += 1;
         if counter == k {
             // Oscillation: the loss rose in at most ρ·k of the last k steps.
-            let last = loss_steps.len() - 1;
-            let reduce: Vec<bool> = (0..b)
-                .map(|j| {
-                    let rises = (0..k)
-                        .filter(|&c| {
-                            last > c && loss_steps[last - c][j] > loss_steps[last - c - 1][j]
-                        })
-                        .count();
-                    let oscillating = rises as f64 <= k as f64 * 0.75;
-                    let no_improvement =
-                        !reduced_last_check[j] && loss_best_last_check[j] >= loss_best[j];
-                    oscillating || no_improvement
-                })
-                .collect();
+            let reduce = step_reductions(
+                &loss_steps,
+                k,
+                &reduced_last_check,
+                &loss_best_last_check,
+                &loss_best,
+            );
             reduced_last_check = reduce.clone();
             loss_best_last_check = loss_best.clone();
             if reduce.iter().any(|&r| r) {
