@@ -23,8 +23,12 @@ pub fn derived(seed: u64, stream: u64) -> AdvRng {
     rng
 }
 
-/// `n` samples uniform in `[lo, hi)`.
+/// `n` samples uniform in `[lo, hi)`; `lo` itself, without drawing, when `lo == hi` (a
+/// ball of radius 0, as ε warm-up starts with: an empty range would panic).
 pub fn uniform_vec(rng: &mut AdvRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    if lo == hi {
+        return vec![lo; n];
+    }
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
@@ -108,5 +112,15 @@ mod tests {
         let mut bad = RngState::of(&a);
         bad.seed.truncate(10);
         assert!(bad.restore().is_none());
+    }
+
+    #[test]
+    fn a_zero_width_range_gives_its_value_without_drawing() {
+        let mut a = seeded(1);
+        let b = seeded(1);
+        assert_eq!(uniform_vec(&mut a, 3, 0.0, 0.0), vec![0.0; 3]);
+        assert_eq!(RngState::of(&a), RngState::of(&b), "no number was drawn");
+        let v = uniform_vec(&mut a, 100, -0.5, 0.5);
+        assert!(v.iter().all(|x| (-0.5..0.5).contains(x)));
     }
 }

@@ -14,7 +14,9 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
     let config = dir.config()?;
     let model = dir.load_model(&config, &device)?;
     let threat = args.spec.threat(&config)?;
-    let attack = args.spec.image_spec()?.build(threat)?;
+    let spec = args.spec.image_spec()?;
+    spec.check_classes(config.shape.num_classes)?;
+    let attack = spec.build(threat)?;
     if args.count == 0 {
         bail!("--count must be at least 1");
     }

@@ -18,6 +18,7 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     let model = dir.load_model(&config, &device)?;
     let threat = args.spec.threat(&config)?;
     let spec = args.spec.image_spec()?;
+    spec.check_classes(config.shape.num_classes)?;
     let curve = args.curve()?;
     let test = config.test_set(args.data.as_deref(), args.limit)?;
     let bars = Bars::new(args.common.quiet);

@@ -214,6 +214,18 @@ impl AttackSpec {
         }
     }
 
+    /// Checks the settings that depend on the model: a `--target` class must be one of its
+    /// `num_classes` classes.
+    pub fn check_classes(&self, num_classes: usize) -> Result<()> {
+        match self.target {
+            Some(TargetMode::Class(c)) if c >= num_classes => Err(Error::config(format!(
+                "--target {c} is not a class of this model: it has {num_classes} classes (0 to {})",
+                num_classes.saturating_sub(1)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The attack at `threat`. Ensembles are several attacks, not one: run them with
     /// [`AttackSpec::run`].
     pub fn build(&self, threat: ThreatModel) -> Result<AnyAttack> {

@@ -49,15 +49,42 @@ impl RunConfig {
                 full.len()
             )));
         }
+        self.check_shape(&full, "training")?;
+        self.check_shape(&test, "test")?;
         let (train, val) = full.split_validation(self.val_size, self.train.seed)?;
         Ok(ImageSplits { train, val, test })
+    }
+
+    /// Refuses data whose images or classes do not fit the run's model, naming both shapes
+    /// (a linear layer would otherwise fail deep inside burn on the first batch).
+    pub fn check_shape(&self, data: &Dataset, which: &str) -> Result<()> {
+        let s = &self.shape;
+        let fits = (data.channels, data.height, data.width) == (s.channels, s.height, s.width);
+        if !fits || data.num_classes > s.num_classes {
+            return Err(Error::config(format!(
+                "{}: the {which} images are {}×{}×{} in {} classes, but the run's {} expects {}×{}×{} in {} classes",
+                self.data_dir.display(),
+                data.channels,
+                data.height,
+                data.width,
+                data.num_classes,
+                self.model,
+                s.channels,
+                s.height,
+                s.width,
+                s.num_classes
+            )));
+        }
+        Ok(())
     }
 
     /// The test split, read from `data` instead of the recorded directory if given, and
     /// cut to `limit` (default: the run's own limit).
     pub fn test_set(&self, data: Option<&Path>, limit: Option<usize>) -> Result<Dataset> {
         let dir = data.unwrap_or(&self.data_dir);
-        load(self.dataset_name()?, dir, Split::Test, limit.or(self.limit))
+        let test = load(self.dataset_name()?, dir, Split::Test, limit.or(self.limit))?;
+        self.check_shape(&test, "test")?;
+        Ok(test)
     }
 
     /// The threat model an evaluation of this run uses: the training one, with `norm` and

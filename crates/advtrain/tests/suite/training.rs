@@ -114,3 +114,35 @@ fn invalid_settings_are_refused_with_a_named_reason() {
         .to_string()
         .contains("learning rate"));
 }
+
+/// ε warm-up starts every method at radius 0 (the random starts of fgsm-rs and PGD draw
+/// from an empty range there, which used to panic) and reaches the full ε by its end.
+#[test]
+fn eps_warmup_trains_every_method_from_a_zero_radius() {
+    let data = synthetic::templates(200, 3, 1, 8, 0.2, 3);
+    let (train_set, val) = data.split_validation(40, 1).unwrap();
+    for name in MethodConfig::NAMES {
+        if name == "standard" {
+            continue;
+        }
+        let mut config = TrainConfig::new(MethodConfig::default_for(name).unwrap(), 0.1);
+        config.epochs = 2;
+        config.batch_size = 40;
+        config.eps_warmup_epochs = 1.0;
+        let trained = train::train(
+            common::fresh(ModelKind::Mlp, &train_set, 1),
+            &train_set,
+            &val,
+            &config,
+            &common::device(),
+            &Silent,
+            &mut NoObserver,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let eps: Vec<f32> = trained.history.iter().map(|m| m.eps).collect();
+        assert!(
+            eps[0] < 0.1 && eps[1] == 0.1,
+            "{name}: eps per epoch {eps:?}"
+        );
+    }
+}
