@@ -1,10 +1,12 @@
 //! `advtrain bench` runs end to end and its JSON has the documented shape.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::common::bin;
 
 /// `advtrain bench --reps 1 --warmup 0 --models small-cnn --json -q` plus `extra`.
 fn bench(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advtrain"))
+    bin()
         .args([
             "bench",
             "--reps",

@@ -1,6 +1,5 @@
 //! Helpers shared by the CLI's integration tests: the binary, scratch directories and a tiny
 //! generated data set in the Fashion-MNIST file layout.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +20,14 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Writes a 28×28, 10-class template data set in the Fashion-MNIST file layout.
 pub fn write_tiny_fashion(dir: &Path) {
+    write_tiny_idx(dir, 28);
+}
+
+/// Writes a `side`×`side`, 10-class template data set in the Fashion-MNIST file layout.
+pub fn write_tiny_idx(dir: &Path, side: usize) {
     for (split, n, seed) in [("train", 600, 1u64), ("t10k", 120, 2)] {
         // Same templates (seed 7) for both splits; the per-split seed only changes noise.
-        let all = synthetic::templates(n + 600 * (seed as usize), 10, 1, 28, 0.1, 7);
+        let all = synthetic::templates(n + 600 * (seed as usize), 10, 1, side, 0.1, 7);
         let start = 600 * (seed as usize - 1);
         let data = all.subset(&(start..start + n).collect::<Vec<_>>());
         let pixels: Vec<u8> = data
@@ -34,8 +38,8 @@ pub fn write_tiny_fashion(dir: &Path) {
         write_idx_images(
             &dir.join(format!("{split}-images-idx3-ubyte.gz")),
             n,
-            28,
-            28,
+            side,
+            side,
             &pixels,
             true,
         )
@@ -70,4 +74,32 @@ pub fn run_err(cmd: &mut Command) -> String {
         "panic instead of an error: {stderr}"
     );
     stderr
+}
+
+/// The lines of a run's `metrics.jsonl`, without the wall-clock fields named in `times`
+/// (they differ between two runs of the same seed).
+pub fn metrics_without(run: &Path, times: &[&str]) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            for t in times {
+                o.remove(*t);
+            }
+            v
+        })
+        .collect()
+}
+
+/// Every tensor of a SafeTensors file by name, as raw bytes (the header's order is not
+/// fixed, so whole files of equal weights can differ).
+pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
 }

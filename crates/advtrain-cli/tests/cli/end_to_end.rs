@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::{bin, run_err, run_ok, scratch, write_tiny_fashion};
+use crate::common::{
+    bin, metrics_without, run_err, run_ok, scratch, tensors, write_tiny_fashion, write_tiny_idx,
+};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -267,30 +267,6 @@ fn bad_input_gives_clear_errors() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Metrics lines without their wall-clock fields.
-fn metrics_without_times(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("epoch_seconds");
-            o.remove("train_images_per_second");
-            v
-        })
-        .collect()
-}
-
-fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
-}
-
 /// `kill -9` in the middle of an epoch, then `train --resume`: the run ends with the same
 /// metrics, weights and test accuracies as one never interrupted.
 #[test]
@@ -363,8 +339,8 @@ fn killed_run_resumes_to_the_same_result() {
     assert!(stderr.contains("resuming"), "{stderr}");
 
     assert_eq!(
-        metrics_without_times(&killed),
-        metrics_without_times(&whole)
+        metrics_without(&killed, &["epoch_seconds", "train_images_per_second"]),
+        metrics_without(&whole, &["epoch_seconds", "train_images_per_second"])
     );
     let (a, b) = (
         json(&whole.join("summary.json")),
@@ -456,5 +432,79 @@ fn old_run_directories_open_as_image_runs() {
         before,
         std::fs::read(run.join("model.safetensors")).unwrap()
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Inputs that used to panic deep inside burn or the random generator: images of another
+/// size than the model's, a target class the model does not have, and ε warm-up (whose
+/// first batches have a zero radius). Each is now refused with a message naming the problem,
+/// or (warm-up) simply works.
+#[test]
+fn wrong_shapes_targets_and_warmup_are_handled() {
+    let root = scratch("shapes");
+    let (data, small) = (root.join("data"), root.join("data16"));
+    for (dir, side) in [(&data, 28), (&small, 16)] {
+        std::fs::create_dir_all(dir).unwrap();
+        write_tiny_idx(dir, side);
+    }
+    let quick = ["--epochs", "1", "--limit", "300", "--val-size", "50", "-q"];
+    // Training on 16×16 IDX files for a Fashion-MNIST (28×28) model.
+    let err = run_err(
+        bin()
+            .arg("train")
+            .args(quick)
+            .arg("--data")
+            .arg(&small)
+            .arg("--out")
+            .arg(root.join("r16")),
+    );
+    assert!(
+        err.contains("16×16") && err.contains("expects 1×28×28"),
+        "{err}"
+    );
+    // ε warm-up from a zero radius, for both methods that start at a random point.
+    let run = root.join("run");
+    for method in ["pgd-at", "fgsm-rs"] {
+        run_ok(
+            bin()
+                .arg("train")
+                .args(quick)
+                .args([
+                    "--method",
+                    method,
+                    "--eps-warmup",
+                    "1",
+                    "--attack-steps",
+                    "2",
+                ])
+                .args(["--final-steps", "2", "--force"])
+                .arg("--data")
+                .arg(&data)
+                .arg("--out")
+                .arg(&run),
+        );
+    }
+    // Evaluating the 28×28 model on 16×16 test images.
+    let err = run_err(
+        bin()
+            .args(["eval", "-q", "--run"])
+            .arg(&run)
+            .arg("--data")
+            .arg(&small),
+    );
+    assert!(err.contains("16×16"), "{err}");
+    // A target class the 10-class model does not have.
+    for cmd in ["eval", "attack"] {
+        let mut c = bin();
+        c.args([
+            cmd, "-q", "--attack", "pgd", "--steps", "2", "--target", "10", "--run",
+        ])
+        .arg(&run);
+        if cmd == "attack" {
+            c.arg("--out").arg(root.join("adv"));
+        }
+        let err = run_err(&mut c);
+        assert!(err.contains("--target 10 is not a class"), "{cmd}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -9,9 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{bin, run_ok, scratch, write_tiny_fashion};
+use crate::common::{bin, run_ok, scratch, write_tiny_fashion};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

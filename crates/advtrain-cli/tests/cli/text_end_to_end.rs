@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::{bin, run_err, run_ok, scratch};
+use crate::common::{bin, metrics_without, run_err, run_ok, scratch, tensors};
 
 fn write_csv(path: &Path, n: usize) {
     let filler = [
@@ -184,30 +182,6 @@ fn text_errors_are_clear() {
     assert!(err.contains("unknown text model"), "{err}");
 }
 
-/// Metrics lines without their wall-clock fields.
-fn metrics_without_times(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("seconds");
-            o.remove("attack_seconds");
-            v
-        })
-        .collect()
-}
-
-fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
-}
-
 /// `kill -9` inside the second epoch of adversarial text training, then `train --resume`:
 /// the run ends with the same metrics and weights as one never interrupted (the texts the
 /// epoch had attacked come back from the checkpoint, not from a new attack).
@@ -284,8 +258,8 @@ fn killed_text_run_resumes_to_the_same_result() {
     assert!(stderr.contains("resuming"), "{stderr}");
 
     assert_eq!(
-        metrics_without_times(&killed),
-        metrics_without_times(&whole)
+        metrics_without(&killed, &["seconds", "attack_seconds"]),
+        metrics_without(&whole, &["seconds", "attack_seconds"])
     );
     assert!(
         tensors(&whole.join("model.safetensors")) == tensors(&killed.join("model.safetensors"))

@@ -12,6 +12,7 @@ mod common;
 mod attacks;
 mod custom_step;
 mod data_readers;
+mod datasets;
 mod evaluation;
 mod fastpath;
 mod gradients;
