@@ -19,7 +19,7 @@ attack text/edits text/attack
 eval text/eval
 train text/train
 run bench text/run
-report text/report
+report
 lib
 '
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the text data sets advtrain's text loaders read (crates/advtrain/src/text/data.rs).
+# Fetch the text data sets advtrain's text loaders read (crates/advtrain/src/text/data/).
 #
 #   scripts/fetch_text_data.sh [DIR]      (default DIR=data/text, relative to the repo root)
 #

@@ -26,11 +26,11 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{Attack, Pgd};
+use crate::error::{Error, Result};
 use crate::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use crate::rng;
 use crate::threat::ThreatModel;
 use crate::train::{MethodConfig, OptimizerConfig, StepContext};
-use crate::{Error, Result};
 
 /// The L∞ radius used by every attack workload.
 pub const BENCH_EPS: f32 = 0.1;

@@ -9,7 +9,7 @@ use burn::prelude::{Int, Tensor};
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The loss an attack maximises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

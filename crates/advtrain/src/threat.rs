@@ -10,8 +10,8 @@ use std::str::FromStr;
 use burn::prelude::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::rng::{self, AdvRng};
-use crate::{Error, Result};
 
 /// The norm that measures a perturbation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,10 @@
 //! `advtrain attack` on a text run: original / adversarial pairs for a few test texts, with
 //! the edits marked, as JSON lines and an HTML page.
 
+use advtrain::report::write_attack_pairs;
 use advtrain::run::RunDir;
 use advtrain::text::edits::highlight_terminal;
 use advtrain::text::eval::evaluate_text;
-use advtrain::text::report::write_attack_pairs;
 use advtrain::text::run::TextRun;
 use anyhow::{bail, Result};
 
@@ -13,13 +13,13 @@ use crate::common;
 
 /// Attacks the test texts `args` select on the text run `dir` and writes the pairs.
 pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
+    let Some(attack) = args.spec.text_attack()? else {
+        bail!("--attack none attacks nothing: choose deepwordbug, lookalike or hotflip");
+    };
     let device = args.common.setup()?;
     let (run, config) = TextRun::open(dir.path())?;
     let (_, test) = config.load_data(args.data.as_deref())?;
     let model = run.load_model(&config, &device)?;
-    let Some(attack) = args.spec.text_attack()? else {
-        bail!("--attack none attacks nothing: choose deepwordbug or hotflip");
-    };
     if args.offset >= test.len() {
         bail!(
             "--offset {} is past the {} test texts",

@@ -21,10 +21,10 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::{eval_mode, float_vec, int_vec, Attack};
+use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::{Norm, ThreatModel};
-use crate::{Error, Result};
 
 /// The loss Square minimises. Success is decided by the margin either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use super::{clean_accuracy, evaluate, first_device};
 use crate::attack::{cross_entropy, input_gradient_with, Fgsm, Pgd, Square};
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::{per_example_l2, Norm, ThreatModel};
-use crate::Result;
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,11 +10,11 @@ use super::{evaluate, first_device, Accuracy, RobustEval};
 use crate::attack::{int_vec, predict};
 use crate::attack::{AnyAttack, Apgd, ApgdTargeted, Attack, Square};
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
-use crate::Result;
 
 /// Which ensemble to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{int_vec, predict, Attack};
 use crate::data::Dataset;
+use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
-use crate::{Error, Result};
 
 /// Accuracy with its 95% Wilson score interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

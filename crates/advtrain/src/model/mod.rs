@@ -23,7 +23,7 @@ pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A burn module that classifies images.
 ///

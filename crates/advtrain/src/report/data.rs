@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
 use crate::eval::checks::{Check, Verdict};
 use crate::run::{files, RunConfig, Summary};
 use crate::train::{EpochMetrics, MonitorEvent};
-use crate::{Error, Result};
 
 pub use crate::run::EvalFile;
 

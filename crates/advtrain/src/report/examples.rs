@@ -7,8 +7,8 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::{Error, Result};
 
 /// A batch of clean inputs with their adversarial versions and the model's verdicts.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,6 +6,7 @@ mod charts;
 mod data;
 mod examples;
 mod html;
+mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub use data::{
 pub use examples::{adversarial_grid, load_examples, save_examples, AdversarialExamples};
 pub(crate) use html::STYLE;
 pub use html::{escape, note, render_html};
+pub use text::{write_attack_pairs, write_text_report};
 
 /// The report's file name inside a run directory.
 pub const REPORT: &str = crate::run::files::REPORT;
@@ -41,7 +43,7 @@ pub fn write_report<P: AsRef<Path>>(
     dirs: &[P],
     out: Option<&Path>,
     device: Option<&Device>,
-) -> crate::Result<PathBuf> {
+) -> crate::error::Result<PathBuf> {
     let mut data = ReportData::load(dirs)?;
     if let Some(device) = device {
         for run in &mut data.runs {
@@ -54,7 +56,7 @@ pub fn write_report<P: AsRef<Path>>(
 }
 
 /// Writes one report for `dirs`, whichever their task: the image report
-/// ([`write_report`]) or the text report ([`crate::text::report::write_text_report`]).
+/// ([`write_report`]) or the text report ([`text::write_text_report`]).
 /// Image and text runs measure different things, so one report cannot hold both: mixing
 /// them is an error. A directory without `config.toml` counts as an image run, as the
 /// image report accepts hand-made runs. Returns the path written.
@@ -62,7 +64,7 @@ pub fn write_reports<P: AsRef<Path>>(
     dirs: &[P],
     out: Option<&Path>,
     device: Option<&Device>,
-) -> crate::Result<PathBuf> {
+) -> crate::error::Result<PathBuf> {
     let mut text = 0;
     for dir in dirs {
         if RunDir::task_of(dir.as_ref())? == Some(Task::Text) {
@@ -73,17 +75,17 @@ pub fn write_reports<P: AsRef<Path>>(
         return write_report(dirs, out, device);
     }
     if text < dirs.len() {
-        return Err(crate::Error::config(
+        return Err(crate::error::Error::config(
             "cannot mix text and image runs in one report",
         ));
     }
     let path = out.map_or_else(|| default_report_path(dirs), Path::to_path_buf);
-    crate::text::report::write_text_report(dirs, &path)
+    text::write_text_report(dirs, &path)
 }
 
 /// Writes or refreshes `report.html` inside one run directory, as `train` and `eval` do
 /// after recording something, so the report a person opens is never behind the records.
 /// `device` runs the image report's example attack. Returns the path written.
-pub fn refresh_run(dir: &Path, device: &Device) -> crate::Result<PathBuf> {
+pub fn refresh_run(dir: &Path, device: &Device) -> crate::error::Result<PathBuf> {
     write_reports(&[dir], None, Some(device))
 }

@@ -13,12 +13,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{files, EvalRecord, RunConfig, Summary};
+use crate::error::{Error, Result};
 use crate::eval::checks::Check;
 use crate::io::{append_jsonl, read_json, read_jsonl, read_toml, write_atomic, write_json};
 use crate::model::{self, ZooModel};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::{EpochMetrics, EpochObserver};
-use crate::{Error, Result};
 
 /// Where [`checkpoint::write`] stages a checkpoint before renaming it into place; a kill at
 /// the wrong moment leaves it behind, and [`checkpoint::load_latest`] reads it.

@@ -3,13 +3,13 @@
 
 use super::EvalRecord;
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::eval::spec::AttackSpec;
 use crate::eval::RobustEval;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
-use crate::Result;
 
 /// What to evaluate and how.
 #[derive(Clone, Copy, Debug)]

@@ -6,11 +6,11 @@ use super::dir::RunDir;
 use super::{BestCheckpoint, EvalRecord, RunConfig, Summary};
 use crate::attack::Pgd;
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::eval::{self, Accuracy, RobustEval};
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::train::{Trained, BEST_MODEL};
-use crate::Result;
 
 /// The tag of the final PGD's record, `eval-pgd.json` (a later `advtrain eval` with the
 /// default attack replaces it).

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::RunConfig;
 use crate::data::{self, Dataset, DatasetName, Split};
+use crate::error::{Error, Result};
 use crate::threat::{Norm, ThreatModel};
-use crate::{Error, Result};
 
 /// The three splits a training run uses.
 pub struct ImageSplits {

@@ -138,9 +138,9 @@ impl fmt::Display for Canonicalizer {
 }
 
 impl FromStr for Canonicalizer {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
-    fn from_str(s: &str) -> crate::Result<Self> {
+    fn from_str(s: &str) -> crate::error::Result<Self> {
         let mut c = Self::none();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.to_ascii_lowercase().as_str() {
@@ -150,7 +150,7 @@ impl FromStr for Canonicalizer {
                 "confusables" | "homoglyphs" => c.confusables = true,
                 "invisible" | "strip-invisible" => c.strip_invisible = true,
                 other => {
-                    return Err(crate::Error::config(format!(
+                    return Err(crate::error::Error::config(format!(
                         "unknown canonicalisation step {other:?} \
                          (expected none, all, or a comma list of nfkc, confusables, invisible)"
                     )))

@@ -86,16 +86,16 @@ impl fmt::Display for EditKind {
 }
 
 impl FromStr for EditKind {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
-    fn from_str(s: &str) -> crate::Result<Self> {
+    fn from_str(s: &str) -> crate::error::Result<Self> {
         let s = s.trim().to_ascii_lowercase();
         ALL_KINDS
             .into_iter()
             .find(|k| k.as_str() == s || (s == "zerowidth" && *k == EditKind::ZeroWidth))
             .ok_or_else(|| {
                 let names: Vec<&str> = ALL_KINDS.iter().map(|k| k.as_str()).collect();
-                crate::Error::config(format!(
+                crate::error::Error::config(format!(
                     "unknown edit kind {s:?} (expected one of {})",
                     names.join(", ")
                 ))

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Token;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Id of padding positions (masked out by every model).
 pub const PAD: u32 = 0;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::attack::{TextAttackConfig, TextAttackResult};
 use super::model::TextModel;
 use super::TextDataset;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Result of evaluating one model under one attack (or none).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

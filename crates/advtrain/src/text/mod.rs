@@ -16,7 +16,6 @@ pub mod edits;
 pub mod encode;
 pub mod eval;
 pub mod model;
-pub mod report;
 pub mod run;
 pub mod train;
 

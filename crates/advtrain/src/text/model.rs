@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use super::canon::Canonicalizer;
 use super::encode::{table_row, TextEncoder};
 use super::{TextClassifier, Token, WhiteBoxText};
+use crate::error::{Error, Result};
 use crate::fastpath::conv2d_relu;
 use crate::loss::cross_entropy;
-use crate::{Error, Result};
 
 /// Which text architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

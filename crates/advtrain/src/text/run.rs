@@ -25,12 +25,12 @@ use super::eval::{evaluate_text, TextEvalRecord};
 use super::model::{TextModel, TextNet};
 use super::train::{TextEpochRecord, TextTrainConfig, TrainedText};
 use super::TextDataset;
+use crate::error::{Error, Result};
 use crate::io::{read_json, read_jsonl, read_toml, write_json, write_toml};
 use crate::model::load_safetensors;
 use crate::progress::Progress;
 use crate::run::{files, RunDir, Task};
 use crate::train::EpochMetrics;
-use crate::{Error, Result};
 
 pub use crate::run::files::{CONFIG, METRICS, MODEL, SUMMARY};
 

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::monitor::MonitorEvent;
 use super::EpochMetrics;
+use crate::error::{Error, Result};
 use crate::rng::RngState;
-use crate::{Error, Result};
 
 /// The newest checkpoint of a run directory.
 pub const CHECKPOINT: &str = "checkpoint.ckpt";

@@ -11,9 +11,9 @@ use burn::prelude::{Device, Int, Tensor, TensorData};
 
 use super::step::{count_correct, ImageBatch, StepContext, StepOutput, TrainStep};
 use crate::attack::cross_entropy;
+use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::threat::ThreatModel;
-use crate::{Error, Result};
 
 /// Free adversarial training as a [`TrainStep`]: `replays` updates per batch, the
 /// perturbation moved by `step_size` (default ε) with each replay's input gradient and

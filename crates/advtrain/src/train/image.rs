@@ -11,11 +11,11 @@ use super::step::{ImageBatch, StepContext, StepOutput, TrainStep};
 use super::trainer::{LoopSettings, TrainTask, Validation};
 use super::TrainConfig;
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::eval;
 use crate::model::Classifier;
 use crate::progress::{Progress, Silent};
 use crate::rng::AdvRng;
-use crate::Result;
 
 /// Training an image classifier of type `M` with one step on a data set.
 pub struct ImageTask<'a, M> {

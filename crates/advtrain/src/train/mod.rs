@@ -51,11 +51,11 @@ pub use trades::Trades;
 pub use trainer::{fit, LoopSettings, TrainTask, Validation};
 
 use crate::data::{Augment, Dataset};
+use crate::error::{Error, Result};
 use crate::eval::Accuracy;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::threat::{Norm, ThreatModel};
-use crate::{Error, Result};
 
 /// A training method and its settings, as written in `config.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{cross_entropy, float_vec, input_gradient_with, Fgsm, Pgd};
 use crate::data::Dataset;
+use crate::error::{Error, Result};
 use crate::eval;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
-use crate::{Error, Result};
 
 /// What to do when the monitor raises a collapse alarm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,10 +12,10 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::{Device, Int, Tensor};
 
+use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
-use crate::{Error, Result};
 
 /// What a step may use besides the model and the batch: the optimiser and learning rate of
 /// this batch, the current threat model (ε may be warming up), the monitor's step scale,

@@ -24,11 +24,11 @@ use super::monitor::{self, CollapsePolicy, HealthCheck, MonitorConfig, MonitorEv
 use super::optim::{OptimizerConfig, Schedule};
 use super::step::{StepContext, StepOutput};
 use super::{CheckpointOptions, EpochMetrics, EpochObserver, Trained, BEST_MODEL};
+use crate::error::{Error, Result};
 use crate::model;
 use crate::progress::Progress;
 use crate::rng::{self, AdvRng, RngState};
 use crate::threat::ThreatModel;
-use crate::{Error, Result};
 
 /// The loop's own settings, taken from a modality's configuration.
 #[derive(Clone, Debug, PartialEq)]

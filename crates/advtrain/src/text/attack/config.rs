@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DeepWordBug, HotFlip, TextAttackResult};
+use crate::error::{Error, Result};
 use crate::text::edits::{EditKind, DEEPWORDBUG_KINDS};
 use crate::text::model::TextModel;
-use crate::{Error, Result};
 
 /// The edit kinds of the `lookalike` attack.
 pub const LOOKALIKE_KINDS: [EditKind; 2] = [EditKind::Homoglyph, EditKind::ZeroWidth];

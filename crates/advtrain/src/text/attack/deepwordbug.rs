@@ -121,19 +121,19 @@ struct Candidate {
 impl DeepWordBug {
     /// Checks the budget is at least 1 and the kinds non-empty and free of
     /// [`EditKind::Flip`].
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         if self.budget == 0 {
-            return Err(crate::Error::config(
+            return Err(crate::error::Error::config(
                 "deepwordbug budget must be at least 1",
             ));
         }
         if self.kinds.is_empty() {
-            return Err(crate::Error::config(
+            return Err(crate::error::Error::config(
                 "deepwordbug needs at least one edit kind",
             ));
         }
         if self.kinds.contains(&EditKind::Flip) {
-            return Err(crate::Error::config(
+            return Err(crate::error::Error::config(
                 "deepwordbug cannot use flip edits (they need gradients; use hotflip)",
             ));
         }

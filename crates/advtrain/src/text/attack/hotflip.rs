@@ -94,15 +94,19 @@ impl<'m> RowCache<'m> {
 
 impl HotFlip {
     /// Checks that budget, beam and candidates are each at least 1.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         if self.budget == 0 {
-            return Err(crate::Error::config("hotflip budget must be at least 1"));
+            return Err(crate::error::Error::config(
+                "hotflip budget must be at least 1",
+            ));
         }
         if self.beam == 0 {
-            return Err(crate::Error::config("hotflip beam must be at least 1"));
+            return Err(crate::error::Error::config(
+                "hotflip beam must be at least 1",
+            ));
         }
         if self.candidates == 0 {
-            return Err(crate::Error::config(
+            return Err(crate::error::Error::config(
                 "hotflip candidates must be at least 1",
             ));
         }

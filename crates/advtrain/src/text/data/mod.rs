@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use super::TextDataset;
 use crate::data::DataError;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 pub use benign_prompts::{synthetic_benign_prompts, synthetic_template_count};
 pub use mail::{

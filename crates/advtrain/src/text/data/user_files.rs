@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::data::DataError;
+use crate::error::Result;
 use crate::text::TextDataset;
-use crate::Result;
 
 /// Most classes an integer-labelled user file may declare (a guard against a stray huge
 /// number creating millions of empty classes).

@@ -20,10 +20,10 @@ pub use super::attack::{TextAttackConfig, LOOKALIKE_KINDS};
 use super::canon::Canonicalizer;
 use super::model::{TextModelConfig, TextNet};
 use super::TextDataset;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::train::monitor::{CollapsePolicy, MonitorConfig, MonitorEvent};
 use crate::train::{fit, BestRecord, CheckpointOptions, EpochMetrics, EpochObserver, Schedule};
-use crate::{Error, Result};
 pub use steps::{embedding_perturbation, EmbeddingAtStep, TextBatch, TextCrossEntropy};
 pub use task::TextTask;
 

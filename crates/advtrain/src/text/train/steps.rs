@@ -5,11 +5,11 @@
 use burn::module::Module;
 use burn::prelude::{Int, Tensor, TensorData};
 
+use crate::error::Result;
 use crate::loss::cross_entropy;
 use crate::rng::{self, AdvRng};
 use crate::text::model::TextNet;
 use crate::train::{count_correct, StepContext, StepOutput, TrainStep};
-use crate::Result;
 
 /// One batch of texts as the network reads them.
 pub struct TextBatch {

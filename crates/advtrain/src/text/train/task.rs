@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::steps::{EmbeddingAtStep, TextBatch, TextCrossEntropy};
 use super::{TextMethod, TextTrainConfig};
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::rng::{self, AdvRng};
 use crate::text::model::{batch_tensors, TextModel, TextNet};
@@ -26,7 +27,6 @@ use crate::train::monitor::HealthCheck;
 use crate::train::{
     EpochMetrics, LoopSettings, StepContext, StepOutput, TrainStep, TrainTask, Validation,
 };
-use crate::{Error, Result};
 
 /// The stream of the text training generator (`rng::derived(seed, TEXT_RNG_STREAM)`).
 const TEXT_RNG_STREAM: u64 = 0x7e47;

@@ -1,17 +1,18 @@
-//! The report for text runs: accuracy under each attack, attack success rate and mean edits for
+//! The report for text runs (the report layer shows both modalities; the text side reads
+//! `text::run` records): accuracy under each attack, attack success rate and mean edits for
 //! every run side by side (so "before" and "after" adversarial training read off one table),
 //! training history, and example evasions with the edits highlighted.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::attack::TextAttackResult;
-use super::edits::highlight_html;
-use super::eval::TextEvalRecord;
-use super::run::{TextRun, TextRunConfig};
+use super::STYLE;
+use crate::error::Result;
 use crate::io::escape_html as escape;
-use crate::report::STYLE;
-use crate::Result;
+use crate::text::attack::TextAttackResult;
+use crate::text::edits::highlight_html;
+use crate::text::eval::TextEvalRecord;
+use crate::text::run::{TextRun, TextRunConfig};
 
 /// Examples of successful evasions shown per run and attack.
 const EXAMPLES_SHOWN: usize = 4;
@@ -30,7 +31,7 @@ fn pct(v: f64) -> String {
 
 /// A one-line description of how a run was trained.
 fn training_label(config: &TextRunConfig) -> String {
-    use super::train::TextMethod;
+    use crate::text::train::TextMethod;
     let t = &config.train;
     let mut s = format!("{} · {}", t.model.kind, t.method.name());
     match &t.method {
@@ -303,7 +304,7 @@ pub fn write_attack_pairs(
     record: &TextEvalRecord,
     results: &[TextAttackResult],
 ) -> Result<AttackPairs> {
-    std::fs::create_dir_all(out_dir).map_err(|e| crate::Error::io(out_dir, e))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| crate::error::Error::io(out_dir, e))?;
     let class = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
     let mut jsonl = String::new();
     let mut html = format!(
