@@ -15,74 +15,106 @@ use super::Common;
 /// Edits per text a text attack may make unless `--budget` says otherwise.
 pub const DEFAULT_TEXT_BUDGET: usize = 5;
 
-/// How to attack.
+/// How to attack. Every setting is optional: an attack's own reference default applies to
+/// what is not given, and a flag that does not apply to the run's modality is refused.
 #[derive(Args, Clone, Debug)]
 pub struct AttackFlags {
-    /// fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, square (L-inf, black-box),
-    /// autoattack (APGD-CE → APGD-T → Square on the points still robust) or autoattack-fast.
-    #[arg(long, default_value = "pgd")]
-    pub attack: String,
+    /// Image runs (default pgd): fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, square
+    /// (black-box), autoattack (APGD-CE → APGD-T → Square on the points still robust) or
+    /// autoattack-fast. Text runs (default deepwordbug): deepwordbug, lookalike (homoglyph
+    /// and zero-width edits only), hotflip, or none (clean accuracy only).
+    #[arg(long)]
+    pub attack: Option<String>,
     /// Radius (default: the run's training eps).
     #[arg(long)]
     pub eps: Option<f32>,
     /// Norm (default: the run's training norm).
     #[arg(long)]
     pub norm: Option<String>,
-    /// PGD iterations.
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// PGD restarts (the worst case per example is kept).
-    #[arg(long, default_value_t = 1)]
-    pub restarts: usize,
+    /// Iterations (default: 20 for pgd; 100 for apgd-ce, apgd-dlr and apgd-t, as in
+    /// AutoAttack).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// PGD and APGD restarts, the worst case per example kept (default 1).
+    #[arg(long)]
+    pub restarts: Option<usize>,
     /// PGD step size (default 2.5·eps/steps).
     #[arg(long)]
     pub step_size: Option<f32>,
-    /// Attack loss: ce or cw.
-    #[arg(long, default_value = "ce")]
-    pub loss: String,
+    /// FGSM and PGD loss: ce (default) or cw.
+    #[arg(long)]
+    pub loss: Option<String>,
     /// Targeted PGD: random, least-likely, or a class index.
     #[arg(long)]
     pub target: Option<String>,
-    /// Square: query budget per example.
-    #[arg(long, default_value_t = 5000)]
-    pub queries: usize,
-    /// APGD-T: number of target classes.
-    #[arg(long, default_value_t = 9)]
-    pub targets: usize,
-    /// Text runs: edits per text (default 5). Text attacks: deepwordbug (the default for
-    /// text runs), lookalike (homoglyph and zero-width edits only), hotflip, or none (clean
-    /// accuracy only).
+    /// Square: query budget per example (default 5000).
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// APGD-T: number of target classes (default 9).
+    #[arg(long)]
+    pub targets: Option<usize>,
+    /// Text runs: edits per text (default 5).
     #[arg(long)]
     pub budget: Option<usize>,
 }
 
 impl AttackFlags {
-    /// The image attack these flags describe.
+    /// The image attack these flags describe, each setting not given at its attack's
+    /// default ([`AttackSpec::new`]). `--budget` is a text flag and is refused here.
     pub fn image_spec(&self) -> Result<AttackSpec> {
-        let loss: AttackLoss = self.loss.parse()?;
+        if self.budget.is_some() {
+            bail!("--budget applies to text runs only (this is an image run)");
+        }
+        let base = AttackSpec::named(self.attack.as_deref().unwrap_or("pgd"))?;
+        let loss: AttackLoss = match &self.loss {
+            Some(l) => l.parse()?,
+            None => base.loss,
+        };
         let target = self.target.as_deref().map(parse_target).transpose()?;
         Ok(AttackSpec {
-            steps: self.steps,
-            restarts: self.restarts,
+            steps: self.steps.unwrap_or(base.steps),
+            restarts: self.restarts.unwrap_or(base.restarts),
             step_size: self.step_size,
             loss,
             target,
-            queries: self.queries,
-            targets: self.targets,
-            ..AttackSpec::named(&self.attack)?
+            queries: self.queries.unwrap_or(base.queries),
+            targets: self.targets.unwrap_or(base.targets),
+            ..base
         })
     }
 
-    /// The attack for a text run (`pgd`, the image default, means DeepWordBug here);
-    /// `None` for `--attack none`.
+    /// The attack for a text run (default DeepWordBug); `None` for `--attack none`. Image
+    /// attack flags are refused: silently ignoring them would report a different attack
+    /// than the one asked for.
     pub fn text_attack(&self) -> Result<Option<TextAttackConfig>> {
+        let image_only = [
+            ("--eps", self.eps.is_some()),
+            ("--norm", self.norm.is_some()),
+            ("--steps", self.steps.is_some()),
+            ("--restarts", self.restarts.is_some()),
+            ("--step-size", self.step_size.is_some()),
+            ("--loss", self.loss.is_some()),
+            ("--target", self.target.is_some()),
+            ("--queries", self.queries.is_some()),
+            ("--targets", self.targets.is_some()),
+        ];
+        let given: Vec<&str> = image_only
+            .iter()
+            .filter(|(_, g)| *g)
+            .map(|(f, _)| *f)
+            .collect();
+        if !given.is_empty() {
+            bail!(
+                "{} appl{} to image runs only; a text run's attack takes --attack and --budget",
+                given.join(", "),
+                if given.len() == 1 { "ies" } else { "y" }
+            );
+        }
         let budget = self.budget.unwrap_or(DEFAULT_TEXT_BUDGET);
-        let name = match self.attack.as_str() {
-            "none" | "clean" => return Ok(None),
-            "pgd" => "deepwordbug",
-            other => other,
-        };
-        Ok(Some(TextAttackConfig::from_name(name, budget)?))
+        match self.attack.as_deref().unwrap_or("deepwordbug") {
+            "none" | "clean" => Ok(None),
+            name => Ok(Some(TextAttackConfig::from_name(name, budget)?)),
+        }
     }
 
     /// The threat model: `--norm` and `--eps` over the run's training ones.

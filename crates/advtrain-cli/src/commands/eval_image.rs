@@ -43,7 +43,9 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     println!("written:          {}", path.display());
     if args.checks {
         let mut cfg = ChecksConfig::new(threat);
-        cfg.steps = args.spec.steps.max(1);
+        if let Some(steps) = args.spec.steps {
+            cfg.steps = steps.max(1);
+        }
         cfg.batch_size = batch;
         let results = checks::run_checks(&model, &test, &cfg, &mut rng, &bars)?;
         println!("sanity checks (n={}):", test.len());

@@ -4,13 +4,17 @@
 use advtrain::run::RunDir;
 use advtrain::text::eval::evaluate_text;
 use advtrain::text::run::TextRun;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::args::EvalArgs;
 use crate::common;
 
 /// Runs the evaluation `args` ask for on the text run `dir`.
 pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
+    if args.eps_curve.is_some() || args.checks {
+        bail!("--eps-curve and --checks apply to image runs only");
+    }
+    let attack = args.spec.text_attack()?;
     let device = args.common.setup()?;
     let (run, config) = TextRun::open(dir.path())?;
     let (_, test) = config.load_data(args.data.as_deref())?;
@@ -19,7 +23,6 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
         None => test,
     };
     let model = run.load_model(&config, &device)?;
-    let attack = args.spec.text_attack()?;
     let (record, results) = evaluate_text(&model, &test, attack.as_ref(), args.seed)?;
     run.write_eval(&record, &results)?;
     common::print_text_record(&record);

@@ -508,3 +508,62 @@ fn wrong_shapes_targets_and_warmup_are_handled() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Each attack runs with its own reference defaults when no flag says otherwise (APGD 100
+/// iterations as in AutoAttack, PGD 20), shown in `--help` and recorded in the eval file;
+/// `--budget` (a text flag) is refused on an image run.
+#[test]
+fn each_attack_has_its_own_defaults() {
+    let help = run_ok(bin().args(["eval", "--help"]));
+    assert!(
+        help.contains("100 for apgd-ce, apgd-dlr and apgd-t"),
+        "{help}"
+    );
+    let root = scratch("defaults");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let run = root.join("run");
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "1",
+                "--limit",
+                "300",
+                "--val-size",
+                "50",
+            ])
+            .args(["--final-steps", "0", "-q", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    let steps_of = |attack: &str| {
+        run_ok(
+            bin()
+                .args(["eval", "-q", "--limit", "16", "--attack", attack, "--run"])
+                .arg(&run),
+        );
+        let file = std::fs::read_dir(&run)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&format!("eval-{attack}")) && name.ends_with(".json")
+            })
+            .unwrap_or_else(|| panic!("no eval file for {attack}"));
+        json(&file)["steps"].as_u64()
+    };
+    assert_eq!(steps_of("apgd-ce"), Some(100));
+    assert_eq!(steps_of("pgd"), Some(20));
+    let err = run_err(
+        bin()
+            .args(["eval", "-q", "--budget", "3", "--run"])
+            .arg(&run),
+    );
+    assert!(err.contains("--budget applies to text runs only"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}

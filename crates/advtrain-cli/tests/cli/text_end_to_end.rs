@@ -286,3 +286,60 @@ fn killed_text_run_resumes_to_the_same_result() {
     assert!(err.contains("--resume"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Image attack flags on a text run are refused by name instead of silently running
+/// DeepWordBug (`--attack pgd` used to), and `--budget` on an image run likewise.
+#[test]
+fn flags_of_the_other_modality_are_refused() {
+    let root = scratch("text-flags");
+    let csv = root.join("mail.csv");
+    write_csv(&csv, 60);
+    let run = root.join("run");
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--task",
+                "text",
+                "--epochs",
+                "1",
+                "--eval-attacks",
+                "none",
+            ])
+            .args(["-q", "--data"])
+            .arg(&csv)
+            .arg("--out")
+            .arg(&run),
+    );
+    for (flags, needle) in [
+        (vec!["--attack", "pgd"], "unknown text attack 'pgd'"),
+        (vec!["--eps", "0.1"], "--eps applies to image runs only"),
+        (
+            vec!["--steps", "5", "--loss", "cw"],
+            "--steps, --loss apply to image runs only",
+        ),
+        (
+            vec!["--eps-curve", "0,0.1"],
+            "--eps-curve and --checks apply to image runs only",
+        ),
+    ] {
+        let err = run_err(bin().args(["eval", "-q", "--run"]).arg(&run).args(&flags));
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
+    let err = run_err(
+        bin()
+            .args(["attack", "-q", "--target", "1", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(root.join("pairs")),
+    );
+    assert!(err.contains("--target applies to image runs only"), "{err}");
+    // The text default still works with no attack flags.
+    let out = run_ok(
+        bin()
+            .args(["eval", "-q", "--budget", "1", "--run"])
+            .arg(&run),
+    );
+    assert!(out.contains("deepwordbug (budget 1)"), "{out}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -20,11 +20,11 @@ use crate::attack::{
     AnyAttack, Apgd, ApgdLoss, ApgdTargeted, AttackLoss, Fgsm, Pgd, Square, TargetMode,
 };
 use crate::data::Dataset;
+use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::{Norm, ThreatModel};
-use crate::{Error, Result};
 
 /// Which attack (or ensemble) a spec names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,8 +143,9 @@ pub struct AttackSpec {
 }
 
 impl AttackSpec {
-    /// `kind` with the CLI's defaults: 20 steps, 1 restart, cross-entropy, untargeted,
-    /// 5,000 Square queries, 9 APGD-T targets.
+    /// `kind` with its reference defaults: PGD 20 steps, APGD (CE, DLR, T) 100 iterations as
+    /// in AutoAttack (Croce & Hein 2020), 1 restart, cross-entropy, untargeted, 5,000 Square
+    /// queries, 9 APGD-T targets.
     pub fn new(kind: AttackKind) -> Self {
         let name = match kind {
             AttackKind::Fgsm => "fgsm",
@@ -156,10 +157,14 @@ impl AttackSpec {
             AttackKind::AutoAttack => "autoattack",
             AttackKind::AutoAttackFast => "autoattack-fast",
         };
+        let steps = match kind {
+            AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT => 100,
+            _ => 20,
+        };
         Self {
             kind,
             name: name.to_string(),
-            steps: 20,
+            steps,
             restarts: 1,
             step_size: None,
             loss: AttackLoss::CrossEntropy,
