@@ -83,6 +83,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         };
     }
     let settings = args.load_settings()?;
+    settings.check_ranges()?;
     match Task::infer(settings.task.as_deref(), settings.dataset.as_deref())? {
         Task::Image => train_image::run(args, &settings),
         Task::Text => train_text::run(args, &settings),

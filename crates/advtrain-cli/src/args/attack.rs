@@ -186,9 +186,11 @@ pub struct AttackArgs {
     pub common: Common,
 }
 
-/// Parses a comma-separated list of radii.
+/// Parses a comma-separated list of radii; a radius given twice is refused (each would
+/// get its own, different, number from its own random starts).
 pub fn parse_eps_list(s: &str) -> Result<Vec<f32>> {
-    s.split(',')
+    let radii: Vec<f32> = s
+        .split(',')
         .map(|v| {
             let e: f32 = v
                 .trim()
@@ -199,5 +201,11 @@ pub fn parse_eps_list(s: &str) -> Result<Vec<f32>> {
             }
             Ok(e)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    for (i, e) in radii.iter().enumerate() {
+        if radii[..i].contains(e) {
+            bail!("eps {e} appears twice in --eps-curve");
+        }
+    }
+    Ok(radii)
 }

@@ -163,6 +163,30 @@ impl TrainFlags {
         self.checkpoint_minutes.or(Some(10.0)).filter(|m| *m > 0.0)
     }
 
+    /// Refuses counts and intervals that cannot work, naming the flag, before anything is
+    /// written (they used to be coerced silently: `--final-restarts 0` ran one restart,
+    /// `--checkpoint-minutes NaN` turned checkpoints off).
+    pub fn check_ranges(&self) -> Result<()> {
+        let counts = [
+            ("--batch-size", self.batch_size),
+            ("--val-steps", self.val_steps),
+            ("--final-restarts", self.final_restarts),
+            ("--checkpoint-every", self.checkpoint_every),
+            ("--epochs", self.epochs),
+        ];
+        for (flag, value) in counts {
+            if value == Some(0) {
+                bail!("{flag} must be at least 1, got 0");
+            }
+        }
+        if let Some(m) = self.checkpoint_minutes {
+            if !(m.is_finite() && m >= 0.0) {
+                bail!("--checkpoint-minutes must be a number of minutes >= 0 (0: off), got {m}");
+            }
+        }
+        Ok(())
+    }
+
     fn merged_with(&self, file: &TrainFlags) -> TrainFlags {
         merge!(
             self,

@@ -23,7 +23,10 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     let test = config.test_set(args.data.as_deref(), args.limit)?;
     let bars = Bars::new(args.common.quiet);
     let mut rng = advtrain::rng::seeded(args.seed);
-    let batch = args.batch_size.max(1);
+    if args.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1, got 0");
+    }
+    let batch = args.batch_size;
     let request = EvalRequest {
         spec: &spec,
         threat,

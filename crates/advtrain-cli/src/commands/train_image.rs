@@ -253,7 +253,7 @@ fn resolve(s: &TrainFlags, device: &str, threads: Option<usize>) -> Result<RunCo
         threads,
         train: t,
         final_steps: s.final_steps.unwrap_or(20),
-        final_restarts: s.final_restarts.unwrap_or(1).max(1),
+        final_restarts: s.final_restarts.unwrap_or(1),
     };
     Ok(config)
 }

@@ -223,6 +223,20 @@ fn bad_input_gives_clear_errors() {
         (vec!["--method", "magic"], "unknown method"),
         (vec!["--model", "vgg99"], "unknown model"),
         (vec!["--lr", "0"], "learning rate"),
+        (
+            vec!["--final-restarts", "0"],
+            "--final-restarts must be at least 1",
+        ),
+        (vec!["--val-steps", "0"], "--val-steps must be at least 1"),
+        (vec!["--batch-size", "0"], "--batch-size must be at least 1"),
+        (
+            vec!["--checkpoint-minutes", "NaN"],
+            "--checkpoint-minutes must be",
+        ),
+        (
+            vec!["--checkpoint-minutes", "-1"],
+            "--checkpoint-minutes must be",
+        ),
     ] {
         let err = run_err(
             bin()
@@ -261,6 +275,17 @@ fn bad_input_gives_clear_errors() {
             .arg("--out")
             .arg(&run),
     );
+    // Settings of an evaluation that used to be coerced silently.
+    for (flags, needle) in [
+        (vec!["--batch-size", "0"], "--batch-size must be at least 1"),
+        (
+            vec!["--eps", "0.1", "--eps-curve", "0,0.1,0.1"],
+            "eps 0.1 appears twice",
+        ),
+    ] {
+        let err = run_err(bin().args(["eval", "-q", "--run"]).arg(&run).args(&flags));
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
     std::fs::write(run.join("model.safetensors"), b"not a model").unwrap();
     let err = run_err(bin().args(["eval", "-q", "--run"]).arg(&run));
     assert!(err.contains("model.safetensors"), "{err}");
