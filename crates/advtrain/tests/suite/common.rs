@@ -64,3 +64,32 @@ pub fn quick_train(
     .unwrap()
     .model
 }
+
+/// Every parameter tensor of `model` by name, as raw bytes: two models are bit-identical
+/// when these are equal (the SafeTensors header's order is not fixed, so whole files are
+/// not compared).
+pub fn tensors_by_name<M: burn::module::Module>(
+    model: &M,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = advtrain::model::safetensors_bytes(model).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+/// The metrics without their wall-clock times (which differ between identical runs).
+pub fn without_times(
+    history: &[advtrain::train::EpochMetrics],
+) -> Vec<advtrain::train::EpochMetrics> {
+    history
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.epoch_seconds = 0.0;
+            m.train_images_per_second = 0.0;
+            m
+        })
+        .collect()
+}

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use advtrain::attack::cross_entropy;
 use advtrain::data::synthetic;
-use advtrain::model::{self, Classifier, ModelKind, ZooModel};
+use advtrain::model::{Classifier, ModelKind, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::train::{
     checkpoint, count_correct, fit, CheckpointOptions, EpochMetrics, EpochObserver, ImageBatch,
@@ -95,28 +95,6 @@ impl<M> EpochObserver<M> for CrashAt {
         }
         Ok(())
     }
-}
-
-/// Every parameter tensor by name, as raw bytes (the file's header order is not fixed).
-fn weights(model: &ZooModel) -> BTreeMap<String, Vec<u8>> {
-    let bytes = model::safetensors_bytes(model).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
-}
-
-fn without_times(history: &[EpochMetrics]) -> Vec<EpochMetrics> {
-    history
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.epoch_seconds = 0.0;
-            m.train_images_per_second = 0.0;
-            m
-        })
-        .collect()
 }
 
 #[test]
@@ -218,9 +196,11 @@ fn a_custom_step_resumes_bit_identical_with_its_state() {
         "the step's own state came back from the checkpoint"
     );
     assert_eq!(
-        without_times(&resumed.history),
-        without_times(&uninterrupted.history)
+        common::without_times(&resumed.history),
+        common::without_times(&uninterrupted.history)
     );
-    assert!(weights(&resumed.model) == weights(&uninterrupted.model));
+    assert!(
+        common::tensors_by_name(&resumed.model) == common::tensors_by_name(&uninterrupted.model)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

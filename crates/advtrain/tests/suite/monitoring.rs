@@ -57,29 +57,6 @@ impl<M> EpochObserver<M> for CrashAt {
     }
 }
 
-/// The metrics without their wall-clock times.
-fn comparable(history: &[EpochMetrics]) -> Vec<EpochMetrics> {
-    history
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.epoch_seconds = 0.0;
-            m.train_images_per_second = 0.0;
-            m
-        })
-        .collect()
-}
-
-/// Every parameter tensor by name, as raw bytes (the file's header order is not fixed).
-fn weights(model: &ZooModel) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let bytes = model::safetensors_bytes(model).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
-}
-
 /// A crash in the middle of training, then a resume from the newest checkpoint (taken
 /// mid-epoch), ends with exactly the metrics and weights of a run never interrupted.
 #[test]
@@ -148,12 +125,13 @@ fn resume_mid_epoch_matches_uninterrupted_run() {
         )
         .unwrap();
         assert_eq!(
-            comparable(&resumed.history),
-            comparable(&uninterrupted.history),
+            common::without_times(&resumed.history),
+            common::without_times(&uninterrupted.history),
             "{method}: resumed metrics differ"
         );
         assert!(
-            weights(&resumed.model) == weights(&uninterrupted.model),
+            common::tensors_by_name(&resumed.model)
+                == common::tensors_by_name(&uninterrupted.model),
             "{method}: resumed weights differ"
         );
         let _ = std::fs::remove_dir_all(&dir);

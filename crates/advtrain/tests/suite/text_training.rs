@@ -2,6 +2,7 @@
 //! held-out texts, adversarial training (and canonicalisation, against look-alike and
 //! invisible characters) gives accuracy back under the same attack, with fixed seeds.
 
+use crate::common;
 use advtrain::progress::Silent;
 use advtrain::rng;
 use advtrain::text::canon::Canonicalizer;
@@ -253,17 +254,8 @@ fn crashed_text_run_resumes_bit_identical() {
             method.name()
         );
         assert_eq!(strip(&full), strip(&uninterrupted.history));
-        let bytes = |net| advtrain::model::safetensors_bytes(net).unwrap();
-        let tensors = |b: &[u8]| -> std::collections::BTreeMap<String, Vec<u8>> {
-            safetensors::SafeTensors::deserialize(b)
-                .unwrap()
-                .tensors()
-                .into_iter()
-                .map(|(n, v)| (n, v.data().to_vec()))
-                .collect()
-        };
         assert!(
-            tensors(&bytes(&resumed.net)) == tensors(&bytes(&uninterrupted.net)),
+            common::tensors_by_name(&resumed.net) == common::tensors_by_name(&uninterrupted.net),
             "{}: resumed weights differ",
             method.name()
         );
