@@ -104,6 +104,10 @@ pub struct Square {
     pub restarts: usize,
     /// The loss minimised by the random search.
     pub loss: SquareLoss,
+    /// Stretch the `p` schedule over the query budget (the reference's standalone default,
+    /// `rescale_schedule=True`). AutoAttack's ensemble runs Square with `False`: the
+    /// breakpoints stay at the published iteration counts whatever the budget.
+    pub rescale_schedule: bool,
 }
 
 /// The reference's tolerance for "this window would not change the image".
@@ -115,7 +119,9 @@ const MAX_RESAMPLE: usize = 64;
 const TINY: f64 = 1e-12;
 
 impl Square {
-    /// 5000 queries, `p_init = 0.8`, one restart, margin loss (the AutoAttack settings).
+    /// 5000 queries, `p_init = 0.8`, one restart, margin loss, the schedule rescaled to the
+    /// budget (the reference's standalone defaults; [`Square::rescale_schedule`]`(false)` is
+    /// the AutoAttack ensemble's configuration).
     pub fn new(threat: ThreatModel) -> Self {
         Self {
             threat,
@@ -123,7 +129,25 @@ impl Square {
             p_init: 0.8,
             restarts: 1,
             loss: SquareLoss::Margin,
+            rescale_schedule: true,
         }
+    }
+
+    /// Whether the `p` schedule is stretched over the query budget (see the field).
+    pub fn rescale_schedule(mut self, on: bool) -> Self {
+        self.rescale_schedule = on;
+        self
+    }
+
+    /// The window fraction at iteration `it` under this attack's schedule.
+    fn p_at(&self, it: usize) -> f32 {
+        // Rescaling `it` to 10,000 of 10,000 iterations is the identity: the fixed schedule.
+        let n_iters = if self.rescale_schedule {
+            self.queries
+        } else {
+            10_000
+        };
+        Self::p_selection(self.p_init, it, n_iters)
     }
 
     /// Sets the query budget per example and restart.
@@ -266,7 +290,7 @@ impl Square {
             if active.is_empty() {
                 break;
             }
-            let p = Self::p_selection(self.p_init, it, self.queries);
+            let p = self.p_at(it);
             let side = (p as f64 * (h * w) as f64).sqrt().round_ties_even() as usize;
             let candidates = match self.threat.norm {
                 Norm::Linf => geo.propose_linf(&run.x, &active, side, rng),
@@ -299,8 +323,13 @@ impl Attack for Square {
         } else {
             String::new()
         };
+        let schedule = if self.rescale_schedule {
+            ""
+        } else {
+            " fixed-schedule"
+        };
         format!(
-            "square{loss}-{}{restarts} {} p_init={}",
+            "square{loss}-{}{restarts} {} p_init={}{schedule}",
             self.queries,
             self.threat.describe(),
             self.p_init
@@ -671,5 +700,30 @@ fn normalise(v: &mut [f64]) {
     let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
     if norm > TINY {
         v.iter_mut().for_each(|a| *a /= norm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Square;
+    use crate::attack::Attack;
+    use crate::threat::ThreatModel;
+
+    #[test]
+    fn the_ensembles_square_keeps_the_published_breakpoints() {
+        // 1,000 queries: iteration 600 is in 501..=1000 of the fixed schedule (p/16); the
+        // standalone attack stretches it to 6,000 of 10,000 (p/128).
+        let standalone = Square::new(ThreatModel::linf(0.1)).queries(1000);
+        assert_eq!(standalone.p_at(600), 0.8 / 128.0);
+        let in_ensemble = standalone.clone().rescale_schedule(false);
+        assert_eq!(in_ensemble.p_at(600), 0.8 / 16.0);
+        assert_eq!(in_ensemble.p_at(5), 0.8);
+        assert!(in_ensemble.name().contains("fixed-schedule"));
+        // At 10,000 queries both schedules are the published one.
+        let full = Square::new(ThreatModel::linf(0.1)).queries(10_000);
+        assert_eq!(
+            full.p_at(4500),
+            full.clone().rescale_schedule(false).p_at(4500)
+        );
     }
 }
