@@ -2,7 +2,7 @@
 
 use burn::prelude::{Int, Tensor};
 
-use super::{Apgd, ApgdTargeted, Attack, Fgsm, Pgd, Square};
+use super::{Apgd, ApgdTargeted, Attack, Fab, FabTargeted, Fgsm, Pgd, Square};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
@@ -18,6 +18,10 @@ pub enum AnyAttack {
     Apgd(Apgd),
     /// APGD-T: APGD with the targeted DLR loss over the top classes.
     ApgdTargeted(ApgdTargeted),
+    /// FAB: minimum-norm attack along the closest linearised decision boundary.
+    Fab(Fab),
+    /// FAB-T: FAB towards each of the top classes in turn (AutoAttack's third stage).
+    FabTargeted(FabTargeted),
     /// Square Attack: query-based, gradient-free.
     Square(Square),
 }
@@ -29,6 +33,8 @@ impl Attack for AnyAttack {
             AnyAttack::Pgd(a) => a.name(),
             AnyAttack::Apgd(a) => a.name(),
             AnyAttack::ApgdTargeted(a) => a.name(),
+            AnyAttack::Fab(a) => a.name(),
+            AnyAttack::FabTargeted(a) => a.name(),
             AnyAttack::Square(a) => a.name(),
         }
     }
@@ -39,6 +45,8 @@ impl Attack for AnyAttack {
             AnyAttack::Pgd(a) => a.threat(),
             AnyAttack::Apgd(a) => a.threat(),
             AnyAttack::ApgdTargeted(a) => a.threat(),
+            AnyAttack::Fab(a) => a.threat(),
+            AnyAttack::FabTargeted(a) => a.threat(),
             AnyAttack::Square(a) => a.threat(),
         }
     }
@@ -55,6 +63,8 @@ impl Attack for AnyAttack {
             AnyAttack::Pgd(a) => a.perturb(model, x, y, rng),
             AnyAttack::Apgd(a) => a.perturb(model, x, y, rng),
             AnyAttack::ApgdTargeted(a) => a.perturb(model, x, y, rng),
+            AnyAttack::Fab(a) => a.perturb(model, x, y, rng),
+            AnyAttack::FabTargeted(a) => a.perturb(model, x, y, rng),
             AnyAttack::Square(a) => a.perturb(model, x, y, rng),
         }
     }
