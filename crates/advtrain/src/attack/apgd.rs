@@ -12,7 +12,7 @@ use burn::prelude::{Int, Tensor, TensorData};
 
 use super::{
     blend_rows as blend, cross_entropy, dlr, dlr_targeted, eval_mode, float_vec,
-    input_gradient_with, int_vec, Attack,
+    input_gradient_eot, int_vec, replace_rows, select_labels, select_rows, Attack,
 };
 use crate::model::Classifier;
 use crate::rng::{self, AdvRng};
@@ -39,6 +39,9 @@ pub struct Apgd {
     pub restarts: usize,
     /// The loss ascended.
     pub loss: ApgdLoss,
+    /// Gradient samples averaged per iteration (expectation over transformation, the
+    /// reference's `eot_iter`; AutoAttack's `rand` version uses 20); 1 is plain APGD.
+    pub eot: usize,
 }
 
 impl Apgd {
@@ -49,6 +52,7 @@ impl Apgd {
             steps: 100,
             restarts: 1,
             loss: ApgdLoss::CrossEntropy,
+            eot: 1,
         }
     }
 
@@ -69,6 +73,12 @@ impl Apgd {
         self.loss = loss;
         self
     }
+
+    /// Sets the gradient samples averaged per iteration (EOT); 1 is plain APGD.
+    pub fn eot(mut self, samples: usize) -> Self {
+        self.eot = samples.max(1);
+        self
+    }
 }
 
 impl Attack for Apgd {
@@ -78,10 +88,11 @@ impl Attack for Apgd {
             ApgdLoss::Dlr => "dlr",
         };
         format!(
-            "apgd-{loss}-{}x{} {}",
+            "apgd-{loss}-{}x{} {}{}",
             self.steps,
             self.restarts.max(1),
-            self.threat.describe()
+            self.threat.describe(),
+            eot_suffix(self.eot)
         )
     }
 
@@ -100,25 +111,24 @@ impl Attack for Apgd {
         let labels = int_vec(&y);
         let mut merged = Merged::new(x.clone());
         for _ in 0..self.restarts.max(1) {
-            let loss = self.loss;
-            let yy = y.clone();
-            let objective = move |logits: Tensor<2>| match loss {
-                ApgdLoss::CrossEntropy => cross_entropy(logits, yy.clone()),
-                ApgdLoss::Dlr => dlr(logits, yy.clone()),
-            };
-            let run = single_run(
-                &model,
-                &x,
-                &labels,
-                &objective,
-                self.threat,
-                self.steps,
-                rng,
-            );
-            merged.absorb(run);
-            if merged.all_successful() {
+            // Each restart attacks only the points still robust (as the reference does).
+            let Some(rows) = merged.rows_to_attack() else {
                 break;
-            }
+            };
+            let (x_rows, y_rows) = rows_of(&x, &y, &rows);
+            let loss = self.loss;
+            let objective = move |logits: Tensor<2>| match loss {
+                ApgdLoss::CrossEntropy => cross_entropy(logits, y_rows.clone()),
+                ApgdLoss::Dlr => dlr(logits, y_rows.clone()),
+            };
+            let labels_rows: Vec<i64> = rows.iter().map(|&i| labels[i]).collect();
+            let ascent = Ascent {
+                threat: self.threat,
+                steps: self.steps,
+                eot: self.eot,
+            };
+            let run = single_run(&model, &x_rows, &labels_rows, &objective, ascent, rng);
+            merged.absorb(&rows, run);
         }
         merged.x
     }
@@ -136,6 +146,8 @@ pub struct ApgdTargeted {
     /// How many of the most likely non-true classes to target in turn (AutoAttack: 9);
     /// capped at the number of classes minus one.
     pub targets: usize,
+    /// Gradient samples averaged per iteration (EOT); 1 is plain APGD-T.
+    pub eot: usize,
 }
 
 impl ApgdTargeted {
@@ -145,6 +157,7 @@ impl ApgdTargeted {
             threat,
             steps: 100,
             targets: 9,
+            eot: 1,
         }
     }
 
@@ -159,15 +172,22 @@ impl ApgdTargeted {
         self.targets = targets;
         self
     }
+
+    /// Sets the gradient samples averaged per iteration (EOT); 1 is plain APGD-T.
+    pub fn eot(mut self, samples: usize) -> Self {
+        self.eot = samples.max(1);
+        self
+    }
 }
 
 impl Attack for ApgdTargeted {
     fn name(&self) -> String {
         format!(
-            "apgd-t-{}x{}targets {}",
+            "apgd-t-{}x{}targets {}{}",
             self.steps,
             self.targets,
-            self.threat.describe()
+            self.threat.describe(),
+            eot_suffix(self.eot)
         )
     }
 
@@ -192,8 +212,13 @@ impl Attack for ApgdTargeted {
         let order = int_vec(&order.reshape([b * k]));
         let mut merged = Merged::new(x.clone());
         for rank in 1..=self.targets.min(k - 1) {
-            let targets: Vec<i64> = (0..b)
-                .map(|i| {
+            // Each target class attacks only the points still robust (as the reference does).
+            let Some(rows) = merged.rows_to_attack() else {
+                break;
+            };
+            let targets: Vec<i64> = rows
+                .iter()
+                .map(|&i| {
                     // The rank-th most likely class other than the label.
                     let row = &order[i * k..(i + 1) * k];
                     *row.iter()
@@ -202,24 +227,40 @@ impl Attack for ApgdTargeted {
                         .expect("rank < classes")
                 })
                 .collect();
-            let t = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), &x.device());
-            let yy = y.clone();
-            let objective = move |logits: Tensor<2>| dlr_targeted(logits, yy.clone(), t.clone());
-            let run = single_run(
-                &model,
-                &x,
-                &labels,
-                &objective,
-                self.threat,
-                self.steps,
-                rng,
-            );
-            merged.absorb(run);
-            if merged.all_successful() {
-                break;
-            }
+            let n = rows.len();
+            let t = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &x.device());
+            let (x_rows, y_rows) = rows_of(&x, &y, &rows);
+            let objective =
+                move |logits: Tensor<2>| dlr_targeted(logits, y_rows.clone(), t.clone());
+            let labels_rows: Vec<i64> = rows.iter().map(|&i| labels[i]).collect();
+            let ascent = Ascent {
+                threat: self.threat,
+                steps: self.steps,
+                eot: self.eot,
+            };
+            let run = single_run(&model, &x_rows, &labels_rows, &objective, ascent, rng);
+            merged.absorb(&rows, run);
         }
         merged.x
+    }
+}
+
+/// The name suffix of an attack averaging `eot` gradient samples (none for 1).
+fn eot_suffix(eot: usize) -> String {
+    if eot > 1 {
+        format!(" eot={eot}")
+    } else {
+        String::new()
+    }
+}
+
+/// The rows `rows` of a batch and of its labels (the whole batch without copying when
+/// `rows` is all of it).
+fn rows_of(x: &Tensor<4>, y: &Tensor<1, Int>, rows: &[usize]) -> (Tensor<4>, Tensor<1, Int>) {
+    if rows.len() == x.dims()[0] {
+        (x.clone(), y.clone())
+    } else {
+        (select_rows(x, rows), select_labels(y, rows))
     }
 }
 
@@ -241,41 +282,50 @@ struct Merged {
 
 impl Merged {
     fn new(x: Tensor<4>) -> Self {
+        let b = x.dims()[0];
         Self {
             x,
-            success: Vec::new(),
-            loss: Vec::new(),
+            success: vec![false; b],
+            loss: vec![f32::NEG_INFINITY; b],
             seen: false,
         }
     }
 
-    fn absorb(&mut self, run: RunResult) {
-        if !self.seen {
-            self.x = run.x;
-            self.success = run.success;
-            self.loss = run.loss;
-            self.seen = true;
-            return;
-        }
-        let take: Vec<bool> = (0..self.success.len())
-            .map(|i| {
-                (run.success[i] && !self.success[i])
-                    || (run.success[i] == self.success[i]
-                        && !self.success[i]
-                        && run.loss[i] > self.loss[i])
-            })
+    /// The points a further run attacks: all of them at first, then those not broken yet;
+    /// `None` when every point is broken.
+    fn rows_to_attack(&self) -> Option<Vec<usize>> {
+        let rows: Vec<usize> = (0..self.success.len())
+            .filter(|&i| !self.seen || !self.success[i])
             .collect();
-        for (i, &t) in take.iter().enumerate() {
-            if t {
-                self.success[i] = run.success[i];
-                self.loss[i] = run.loss[i];
-            }
-        }
-        self.x = blend(self.x.clone(), run.x, &take);
+        (!rows.is_empty()).then_some(rows)
     }
 
-    fn all_successful(&self) -> bool {
-        self.seen && self.success.iter().all(|&s| s)
+    /// Folds in a run over the points `rows` (its rows, in that order).
+    fn absorb(&mut self, rows: &[usize], run: RunResult) {
+        let first = !self.seen;
+        self.seen = true;
+        let take: Vec<usize> = (0..rows.len())
+            .filter(|&k| {
+                let i = rows[k];
+                first
+                    || (run.success[k] && !self.success[i])
+                    || (!run.success[k] && !self.success[i] && run.loss[k] > self.loss[i])
+            })
+            .collect();
+        if take.is_empty() {
+            return;
+        }
+        for &k in &take {
+            self.success[rows[k]] = run.success[k];
+            self.loss[rows[k]] = run.loss[k];
+        }
+        let values = if take.len() == rows.len() {
+            run.x
+        } else {
+            select_rows(&run.x, &take)
+        };
+        let targets: Vec<usize> = take.iter().map(|&k| rows[k]).collect();
+        self.x = replace_rows(self.x.clone(), &targets, values);
     }
 }
 
@@ -340,22 +390,31 @@ fn step_reductions(
         .collect()
 }
 
-/// One APGD run of `steps` iterations from a random start.
+/// The settings of one APGD run: `steps` iterations from a random start on the ball's
+/// boundary, each gradient averaged over `eot` samples.
+#[derive(Clone, Copy)]
+struct Ascent {
+    threat: ThreatModel,
+    steps: usize,
+    eot: usize,
+}
+
+/// One APGD run of `ascent` on the examples `x` with true `labels`.
 fn single_run<M: Classifier>(
     model: &M,
     x: &Tensor<4>,
     labels: &[i64],
     objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
-    threat: ThreatModel,
-    steps: usize,
+    ascent: Ascent,
     rng: &mut AdvRng,
 ) -> RunResult {
+    let Ascent { threat, steps, eot } = ascent;
     let b = labels.len();
     let eps = threat.eps;
     let mut x_adv = boundary_start(x, threat, rng);
 
     let eval = |x_at: &Tensor<4>| {
-        let g = input_gradient_with(model, x_at.clone(), objective);
+        let g = input_gradient_eot(model, x_at.clone(), objective, eot);
         let pred = int_vec(&g.logits.clone().argmax(1).reshape([b]));
         let loss = float_vec(&g.objective);
         let loss: Vec<f32> = loss
@@ -447,5 +506,62 @@ fn single_run<M: Classifier>(
         x: out,
         success,
         loss: loss_best,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::{Tensor, TensorData};
+
+    use super::{Merged, RunResult};
+
+    fn rows(values: &[f32]) -> Tensor<4> {
+        let device = burn::prelude::Device::flex();
+        Tensor::<4>::from_data(
+            TensorData::new(values.to_vec(), [values.len(), 1, 1, 1]),
+            &device,
+        )
+    }
+
+    #[test]
+    fn later_runs_attack_only_unbroken_points_and_keep_broken_ones() {
+        let mut merged = Merged::new(rows(&[0.0; 3]));
+        assert_eq!(merged.rows_to_attack(), Some(vec![0, 1, 2]));
+        merged.absorb(
+            &[0, 1, 2],
+            RunResult {
+                x: rows(&[0.1, 0.2, 0.3]),
+                success: vec![false, true, false],
+                loss: vec![1.0, 5.0, 2.0],
+            },
+        );
+        assert_eq!(merged.rows_to_attack(), Some(vec![0, 2]));
+        // A second run over rows 0 and 2: row 0 breaks, row 2 only reaches a lower loss.
+        merged.absorb(
+            &[0, 2],
+            RunResult {
+                x: rows(&[0.4, 0.5]),
+                success: vec![true, false],
+                loss: vec![0.5, 1.0],
+            },
+        );
+        let x: Vec<f32> = merged
+            .x
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(x, vec![0.4, 0.2, 0.3]);
+        assert_eq!(merged.rows_to_attack(), Some(vec![2]));
+        merged.absorb(
+            &[2],
+            RunResult {
+                x: rows(&[0.6]),
+                success: vec![true],
+                loss: vec![0.0],
+            },
+        );
+        assert_eq!(merged.rows_to_attack(), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use burn::prelude::{Int, Tensor};
 
-use super::{eval_mode, input_gradient, Attack, AttackLoss};
+use super::{eval_mode, input_gradient, input_gradient_eot, Attack, AttackLoss};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::{Norm, ThreatModel};
@@ -19,6 +19,9 @@ pub struct Fgsm {
     pub step_size: Option<f32>,
     /// The objective whose gradient gives the step direction.
     pub loss: AttackLoss,
+    /// Gradient samples averaged (expectation over transformation, for a model with a
+    /// random forward pass); 1, the default, is plain FGSM.
+    pub eot: usize,
 }
 
 impl Fgsm {
@@ -29,6 +32,7 @@ impl Fgsm {
             random_start: false,
             step_size: None,
             loss: AttackLoss::CrossEntropy,
+            eot: 1,
         }
     }
 
@@ -39,6 +43,7 @@ impl Fgsm {
             random_start: true,
             step_size: Some(alpha),
             loss: AttackLoss::CrossEntropy,
+            eot: 1,
         }
     }
 
@@ -52,6 +57,12 @@ impl Fgsm {
     /// The same attack maximising `loss` instead of cross-entropy.
     pub fn with_loss(mut self, loss: AttackLoss) -> Self {
         self.loss = loss;
+        self
+    }
+
+    /// Sets the gradient samples averaged (EOT); 1 is plain FGSM.
+    pub fn with_eot(mut self, samples: usize) -> Self {
+        self.eot = samples.max(1);
         self
     }
 
@@ -72,7 +83,13 @@ impl Fgsm {
         } else {
             x.clone()
         };
-        let g = input_gradient(eval_model, start.clone(), y, self.loss, false);
+        let g = if self.eot > 1 {
+            let loss = self.loss;
+            let objective = |logits| loss.objective(logits, y.clone(), false);
+            input_gradient_eot(eval_model, start.clone(), &objective, self.eot)
+        } else {
+            input_gradient(eval_model, start.clone(), y, self.loss, false)
+        };
         self.threat.step(start, g.grad, self.alpha(), &x)
     }
 }
@@ -84,7 +101,12 @@ impl Attack for Fgsm {
             Norm::L2 => "fgm",
         };
         let rs = if self.random_start { "-rs" } else { "" };
-        format!("{base}{rs} {}", self.threat.describe())
+        let eot = if self.eot > 1 {
+            format!(" eot={}", self.eot)
+        } else {
+            String::new()
+        };
+        format!("{base}{rs} {}{eot}", self.threat.describe())
     }
 
     fn threat(&self) -> ThreatModel {

@@ -7,6 +7,7 @@
 
 mod any;
 mod apgd;
+mod fab;
 mod fgsm;
 
 mod pgd;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::loss::{cross_entropy, cw_margin, dlr, dlr_targeted, kl_from_logits, AttackLoss};
 pub use any::AnyAttack;
 pub use apgd::{Apgd, ApgdLoss, ApgdTargeted};
+pub use fab::{Fab, FabTargeted};
 pub use fgsm::Fgsm;
 pub use pgd::Pgd;
 pub use square::{Square, SquareLoss};
@@ -104,6 +106,30 @@ pub fn input_gradient_with<M: Classifier>(
     }
 }
 
+/// [`input_gradient_with`] averaged over `samples` forward/backward passes: expectation over
+/// transformation (EOT, Athalye et al. 2018) for a model whose forward pass is random. As in
+/// the reference APGD, the gradient is the mean over the samples and the logits and
+/// objective are the last sample's. `samples <= 1` is one plain pass.
+pub fn input_gradient_eot<M: Classifier>(
+    eval_model: &M,
+    x: Tensor<4>,
+    objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
+    samples: usize,
+) -> InputGradient {
+    let mut g = input_gradient_with(eval_model, x.clone(), objective);
+    for _ in 1..samples {
+        let next = input_gradient_with(eval_model, x.clone(), objective);
+        g = InputGradient {
+            grad: g.grad + next.grad,
+            ..next
+        };
+    }
+    if samples > 1 {
+        g.grad = g.grad.div_scalar(samples as f32);
+    }
+    g
+}
+
 /// Predicted classes for a batch (model used as given; pass `model.valid()` for inference).
 pub fn predict<M: Classifier>(model: &M, x: Tensor<4>) -> Tensor<1, Int> {
     let logits = model.logits(x);
@@ -159,6 +185,45 @@ pub(crate) fn blend_rows(a: Tensor<4>, b: Tensor<4>, take: &[bool]) -> Tensor<4>
     let m: Vec<f32> = take.iter().map(|&t| f32::from(u8::from(t))).collect();
     let m = Tensor::<4>::from_data(TensorData::new(m, [take.len(), 1, 1, 1]), &a.device());
     a * m.clone().neg().add_scalar(1.0) + b * m
+}
+
+/// The rows `rows` of a batch, in that order.
+pub(crate) fn select_rows(t: &Tensor<4>, rows: &[usize]) -> Tensor<4> {
+    t.clone().select(0, row_indices(rows, &t.device()))
+}
+
+/// The entries `rows` of a vector of labels, in that order.
+pub(crate) fn select_labels(t: &Tensor<1, Int>, rows: &[usize]) -> Tensor<1, Int> {
+    t.clone().select(0, row_indices(rows, &t.device()))
+}
+
+/// `into` with its rows `rows` replaced by the rows of `values`, in order. Exact: the rows
+/// are scattered onto zeros and blended in with weights 0 and 1.
+pub(crate) fn replace_rows(into: Tensor<4>, rows: &[usize], values: Tensor<4>) -> Tensor<4> {
+    let b = into.dims()[0];
+    if rows.len() == b && rows.iter().enumerate().all(|(k, &r)| k == r) {
+        return values;
+    }
+    if rows.is_empty() {
+        return into;
+    }
+    let device = into.device();
+    let scattered = Tensor::<4>::zeros(into.dims(), &device).select_assign(
+        0,
+        row_indices(rows, &device),
+        values,
+        burn::tensor::IndexingUpdateOp::Add,
+    );
+    let mut take = vec![false; b];
+    for &r in rows {
+        take[r] = true;
+    }
+    blend_rows(into, scattered, &take)
+}
+
+fn row_indices(rows: &[usize], device: &burn::prelude::Device) -> Tensor<1, Int> {
+    let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(idx, [rows.len()]), device)
 }
 
 /// Reads an integer tensor back to the host.

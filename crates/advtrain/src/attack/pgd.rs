@@ -4,8 +4,8 @@
 use burn::prelude::{Int, Tensor};
 
 use super::{
-    blend_rows, choose_targets, eval_mode, float_vec, input_gradient, int_vec, Attack, AttackLoss,
-    TargetMode,
+    choose_targets, eval_mode, float_vec, input_gradient_eot, int_vec, replace_rows, select_labels,
+    select_rows, Attack, AttackLoss, InputGradient, TargetMode,
 };
 use crate::model::Classifier;
 use crate::rng::AdvRng;
@@ -35,6 +35,9 @@ pub struct Pgd {
     /// highest loss) instead of the last iterate. Costs nothing extra per step; evaluation
     /// uses it, training (which wants the standard PGD iterate) does not.
     pub keep_best: bool,
+    /// Gradient samples averaged per step (expectation over transformation, for a model
+    /// with a random forward pass); 1, the default, is plain PGD.
+    pub eot: usize,
 }
 
 impl Pgd {
@@ -50,6 +53,7 @@ impl Pgd {
             loss: AttackLoss::CrossEntropy,
             target: None,
             keep_best: true,
+            eot: 1,
         }
     }
 
@@ -97,6 +101,12 @@ impl Pgd {
         self
     }
 
+    /// Sets the gradient samples averaged per step (EOT); 1 is plain PGD.
+    pub fn eot(mut self, samples: usize) -> Self {
+        self.eot = samples.max(1);
+        self
+    }
+
     /// The step size in use.
     pub fn alpha(&self) -> f32 {
         self.step_size
@@ -111,25 +121,70 @@ impl Pgd {
         y: Tensor<1, Int>,
         rng: &mut AdvRng,
     ) -> Tensor<4> {
-        let (labels, targeted) = match self.target {
-            Some(mode) => (choose_targets(mode, eval_model, &x, &y, rng), true),
-            None => (y, false),
-        };
-        self.run(eval_model, x, labels, targeted, rng)
+        let targets = self
+            .target
+            .map(|mode| choose_targets(mode, eval_model, &x, &y, rng));
+        self.run(eval_model, x, &y, targets, rng)
     }
 
-    /// Targeted PGD towards explicit per-example `targets`.
+    /// Targeted PGD towards explicit per-example `targets` (`y` are the true labels: a point
+    /// misclassified into any class counts as broken).
     pub fn perturb_towards<M: Classifier>(
         &self,
         model: &M,
         x: Tensor<4>,
+        y: Tensor<1, Int>,
         targets: Tensor<1, Int>,
         rng: &mut AdvRng,
     ) -> Tensor<4> {
-        self.run(&eval_mode(model), x, targets, true, rng)
+        self.run(&eval_mode(model), x, &y, Some(targets), rng)
     }
 
+    /// Untargeted when `targets` is `None`, else descending the loss towards them.
     fn run<M: Classifier>(
+        &self,
+        eval_model: &M,
+        x: Tensor<4>,
+        y: &Tensor<1, Int>,
+        targets: Option<Tensor<1, Int>>,
+        rng: &mut AdvRng,
+    ) -> Tensor<4> {
+        let targeted = targets.is_some();
+        let labels = targets.clone().unwrap_or_else(|| y.clone());
+        if !self.keep_best {
+            return self.last_iterate(eval_model, x, labels, targeted, rng);
+        }
+        let mut best = BestTracker::new(x.clone(), int_vec(y), targets.as_ref().map(int_vec));
+        for restart in 0..self.restarts.max(1) {
+            // Only the points still robust are attacked again: a broken one stays broken.
+            let rows = best.rows_to_attack();
+            if rows.is_empty() {
+                break;
+            }
+            let (x_rows, labels_rows) = if rows.len() == best.len() {
+                (x.clone(), labels.clone())
+            } else {
+                (select_rows(&x, &rows), select_labels(&labels, &rows))
+            };
+            let start = self.random_start || restart > 0;
+            let x_adv = self.ascend(
+                eval_model,
+                &x_rows,
+                &labels_rows,
+                targeted,
+                start,
+                rng,
+                |x_t, g| best.update(&rows, x_t, &g.logits, &g.objective),
+            );
+            let logits = eval_model.logits(x_adv.clone());
+            let objective = self.loss.objective(logits.clone(), labels_rows, targeted);
+            best.update(&rows, &x_adv, &logits, &objective);
+        }
+        best.x
+    }
+
+    /// The standard PGD iterate of the last restart (what training uses).
+    fn last_iterate<M: Classifier>(
         &self,
         eval_model: &M,
         x: Tensor<4>,
@@ -137,47 +192,41 @@ impl Pgd {
         targeted: bool,
         rng: &mut AdvRng,
     ) -> Tensor<4> {
-        let alpha = self.alpha();
-        let label_vec = int_vec(&labels);
-        let mut best = BestTracker::new(x.clone(), label_vec, targeted);
         let mut last = x.clone();
         for restart in 0..self.restarts.max(1) {
-            let mut x_adv = if self.random_start || restart > 0 {
-                self.threat.random_start(&x, rng)
-            } else {
-                x.clone()
-            };
-            for _ in 0..self.steps {
-                let g = input_gradient(
-                    eval_model,
-                    x_adv.clone(),
-                    labels.clone(),
-                    self.loss,
-                    targeted,
-                );
-                if self.keep_best {
-                    best.update(&x_adv, &g.logits, &g.objective);
-                }
-                x_adv = self.threat.step(x_adv, g.grad, alpha, &x);
-            }
-            if self.keep_best {
-                let logits = eval_model.logits(x_adv.clone());
-                let objective = self
-                    .loss
-                    .objective(logits.clone(), labels.clone(), targeted);
-                best.update(&x_adv, &logits, &objective);
-                if best.all_successful() {
-                    break;
-                }
-            } else {
-                last = x_adv;
-            }
+            let start = self.random_start || restart > 0;
+            last = self.ascend(eval_model, &x, &labels, targeted, start, rng, |_, _| {});
         }
-        if self.keep_best {
-            best.x
+        last
+    }
+
+    /// One run of `steps` projected steps from `x` (or a random point of its ball), calling
+    /// `visit` at every iterate before its step with the gradient computed there.
+    #[allow(clippy::too_many_arguments)]
+    fn ascend<M: Classifier>(
+        &self,
+        eval_model: &M,
+        x: &Tensor<4>,
+        labels: &Tensor<1, Int>,
+        targeted: bool,
+        random_start: bool,
+        rng: &mut AdvRng,
+        mut visit: impl FnMut(&Tensor<4>, &InputGradient),
+    ) -> Tensor<4> {
+        let alpha = self.alpha();
+        let mut x_adv = if random_start {
+            self.threat.random_start(x, rng)
         } else {
-            last
+            x.clone()
+        };
+        let loss = self.loss;
+        let objective = |logits: Tensor<2>| loss.objective(logits, labels.clone(), targeted);
+        for _ in 0..self.steps {
+            let g = input_gradient_eot(eval_model, x_adv.clone(), &objective, self.eot);
+            visit(&x_adv, &g);
+            x_adv = self.threat.step(x_adv, g.grad, alpha, x);
         }
+        x_adv
     }
 }
 
@@ -189,8 +238,13 @@ impl Attack for Pgd {
             Some(TargetMode::Class(c)) => format!("-targeted({c})"),
             None => String::new(),
         };
+        let eot = if self.eot > 1 {
+            format!(" eot={}", self.eot)
+        } else {
+            String::new()
+        };
         format!(
-            "pgd{t}-{}x{} {} {} alpha={:.4}",
+            "pgd{t}-{}x{} {} {} alpha={:.4}{eot}",
             self.steps,
             self.restarts.max(1),
             self.loss,
@@ -214,60 +268,163 @@ impl Attack for Pgd {
     }
 }
 
-/// Per-example best point so far: a successful one beats an unsuccessful one; among equals
-/// the higher objective wins.
+/// Per-example best point so far. A point misclassified (into any class) beats one that is
+/// not, so a broken iterate is never given up for one of higher objective; a targeted attack
+/// then prefers an iterate on its target; among equals the higher objective wins.
 struct BestTracker {
     x: Tensor<4>,
-    success: Vec<bool>,
+    broken: Vec<bool>,
+    on_target: Vec<bool>,
     objective: Vec<f32>,
     labels: Vec<i64>,
-    targeted: bool,
-    seen: bool,
+    targets: Option<Vec<i64>>,
+    seen: Vec<bool>,
 }
 
 impl BestTracker {
-    fn new(x: Tensor<4>, labels: Vec<i64>, targeted: bool) -> Self {
+    fn new(x: Tensor<4>, labels: Vec<i64>, targets: Option<Vec<i64>>) -> Self {
         let b = labels.len();
         Self {
             x,
-            success: vec![false; b],
+            broken: vec![false; b],
+            on_target: vec![false; b],
             objective: vec![f32::NEG_INFINITY; b],
             labels,
-            targeted,
-            seen: false,
+            targets,
+            seen: vec![false; b],
         }
     }
 
-    fn update(&mut self, x_t: &Tensor<4>, logits: &Tensor<2>, objective: &Tensor<1>) {
-        let b = self.labels.len();
-        let pred = int_vec(&logits.clone().argmax(1).reshape([b]));
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The points worth another restart: not broken yet, and (targeted) not of the target
+    /// class already.
+    fn rows_to_attack(&self) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| !self.broken[i])
+            .filter(|&i| self.targets.as_ref().is_none_or(|t| t[i] != self.labels[i]))
+            .collect()
+    }
+
+    /// Folds in the iterate `x_t` of the points `rows` (its rows, in that order).
+    fn update(
+        &mut self,
+        rows: &[usize],
+        x_t: &Tensor<4>,
+        logits: &Tensor<2>,
+        objective: &Tensor<1>,
+    ) {
+        let pred = int_vec(&logits.clone().argmax(1).reshape([rows.len()]));
         let obj = float_vec(objective);
-        let mut take = vec![false; b];
-        for i in 0..b {
-            let success = if self.targeted {
-                pred[i] == self.labels[i]
-            } else {
-                pred[i] != self.labels[i]
-            };
-            let o = if obj[i].is_nan() {
+        let mut take = vec![false; rows.len()];
+        for (k, &i) in rows.iter().enumerate() {
+            let broken = pred[k] != self.labels[i];
+            let on_target = self.targets.as_ref().is_some_and(|t| pred[k] == t[i]);
+            let o = if obj[k].is_nan() {
                 f32::NEG_INFINITY
             } else {
-                obj[i]
+                obj[k]
             };
-            let better = !self.seen
-                || (success && !self.success[i])
-                || (success == self.success[i] && o > self.objective[i]);
-            if better {
-                take[i] = true;
-                self.success[i] = success;
+            let rank = (broken, on_target);
+            let old = (self.broken[i], self.on_target[i]);
+            if !self.seen[i] || rank > old || (rank == old && o > self.objective[i]) {
+                take[k] = true;
+                self.seen[i] = true;
+                self.broken[i] = broken;
+                self.on_target[i] = on_target;
                 self.objective[i] = o;
             }
         }
-        self.seen = true;
-        self.x = blend_rows(self.x.clone(), x_t.clone(), &take);
+        let taken: Vec<usize> = (0..rows.len()).filter(|&k| take[k]).collect();
+        if taken.is_empty() {
+            return;
+        }
+        let values = if taken.len() == rows.len() {
+            x_t.clone()
+        } else {
+            select_rows(x_t, &taken)
+        };
+        let targets: Vec<usize> = taken.iter().map(|&k| rows[k]).collect();
+        self.x = replace_rows(self.x.clone(), &targets, values);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::{Tensor, TensorData};
+
+    use super::BestTracker;
+
+    fn device() -> burn::prelude::Device {
+        burn::prelude::Device::flex()
     }
 
-    fn all_successful(&self) -> bool {
-        self.success.iter().all(|&s| s)
+    fn rows(values: &[f32]) -> Tensor<4> {
+        Tensor::<4>::from_data(
+            TensorData::new(values.to_vec(), [values.len(), 1, 1, 1]),
+            &device(),
+        )
+    }
+
+    /// One-hot-ish logits predicting `class` of 3.
+    fn logits(classes: &[usize]) -> Tensor<2> {
+        let mut v = vec![0.0f32; classes.len() * 3];
+        for (i, &c) in classes.iter().enumerate() {
+            v[i * 3 + c] = 5.0;
+        }
+        Tensor::<2>::from_data(TensorData::new(v, [classes.len(), 3]), &device())
+    }
+
+    fn objective(values: &[f32]) -> Tensor<1> {
+        Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), &device())
+    }
+
+    #[test]
+    fn targeted_tracking_keeps_an_iterate_misclassified_into_another_class() {
+        // True class 0, target 2. The first iterate is misclassified as class 1 (broken, off
+        // target); the second is classified correctly again but scores higher on the
+        // target's objective. The broken one must be kept: giving it up would count the
+        // point as robust.
+        let mut best = BestTracker::new(rows(&[0.0]), vec![0], Some(vec![2]));
+        best.update(&[0], &rows(&[0.3]), &logits(&[1]), &objective(&[-2.0]));
+        best.update(&[0], &rows(&[0.6]), &logits(&[0]), &objective(&[-0.5]));
+        assert!(best.broken[0]);
+        assert_eq!(best.x.clone().into_scalar::<f32>(), 0.3);
+        assert!(
+            best.rows_to_attack().is_empty(),
+            "a broken point is not attacked again"
+        );
+        // An iterate on the target beats a merely misclassified one.
+        best.update(&[0], &rows(&[0.9]), &logits(&[2]), &objective(&[-3.0]));
+        assert_eq!(best.x.into_scalar::<f32>(), 0.9);
+    }
+
+    #[test]
+    fn updates_of_a_subset_touch_only_its_rows() {
+        let mut best = BestTracker::new(rows(&[0.0, 0.0, 0.0]), vec![0, 0, 0], None);
+        best.update(
+            &[0, 1, 2],
+            &rows(&[0.1, 0.1, 0.1]),
+            &logits(&[0, 1, 0]),
+            &objective(&[1.0, 1.0, 1.0]),
+        );
+        assert_eq!(best.rows_to_attack(), vec![0, 2]);
+        // Rows 0 and 2 again: row 2 breaks, row 0 improves its loss; row 1 is untouched.
+        best.update(
+            &[0, 2],
+            &rows(&[0.2, 0.3]),
+            &logits(&[0, 2]),
+            &objective(&[2.0, 0.5]),
+        );
+        let x: Vec<f32> = best
+            .x
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(x, vec![0.2, 0.1, 0.3]);
+        assert!(best.broken[2] && !best.broken[0]);
     }
 }

@@ -193,7 +193,7 @@ fn targeted_pgd_reaches_its_target() {
     let t = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [200]), &device);
     let mut rng = advtrain::rng::seeded(4);
     let pgd = Pgd::new(ThreatModel::linf(0.3)).steps(30);
-    let x_adv = pgd.perturb_towards(&model, x, t, &mut rng);
+    let x_adv = pgd.perturb_towards(&model, x, y, t, &mut rng);
     let pred = model.logits(x_adv).argmax(1).reshape([200]);
     let pred = pred
         .into_data()
