@@ -2,13 +2,11 @@
 //! every earlier attack failed to break, so a point counts as robust only if it survives
 //! all of them (the per-point worst case), at little more cost than the strongest one.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
-use super::{evaluate, first_device, Accuracy, RobustEval};
-use crate::attack::{int_vec, predict};
-use crate::attack::{AnyAttack, Apgd, ApgdTargeted, Attack, Square};
+use super::resume::{run_stages, Cover, EvalState, Plan};
+use super::{Accuracy, RobustEval};
+use crate::attack::{AnyAttack, Apgd, ApgdLoss, ApgdTargeted, Fab, FabTargeted, Square};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::Classifier;
@@ -16,38 +14,94 @@ use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
 
-/// Which ensemble to run.
+/// Which ensemble to run: the versions of the reference AutoAttack (Croce & Hein 2020,
+/// `autoattack.py`, each member configured as the reference configures it), and a cheaper
+/// screen of our own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnsemblePreset {
-    /// AutoAttack "standard" without FAB-T: APGD-CE (100 iterations), APGD-T (9 targets ×
-    /// 100 iterations), Square (5,000 queries, p_init 0.8).
+    /// AutoAttack `standard`: APGD-CE (100 iterations), APGD-T (9 targets × 100
+    /// iterations), FAB-T (9 targets × 100 iterations), Square (5,000 queries, p_init 0.8,
+    /// the schedule not rescaled).
     Standard,
-    /// A cheaper screen, named as such: APGD-CE (25), APGD-T (3 targets × 25), Square
-    /// (1,000 queries). Use `Standard` for numbers you publish.
+    /// AutoAttack `plus`: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts,
+    /// Square (5,000 queries), then APGD-T and FAB-T (9 targets each).
+    Plus,
+    /// AutoAttack `rand`, for models with a random forward pass: APGD-CE and APGD-DLR, each
+    /// gradient averaged over 20 samples (EOT), 1 restart.
+    Rand,
+    /// A cheaper screen, named as such: APGD-CE (25), APGD-T (3 targets × 25), FAB-T (3
+    /// targets × 25), Square (1,000 queries). Use `Standard` for numbers you publish.
     Fast,
 }
 
 impl EnsemblePreset {
-    /// The ensemble's name in records and reports: `"autoattack"` or `"autoattack-fast"`.
+    /// The names [`EnsemblePreset::from_version`] accepts.
+    pub const VERSIONS: &'static str = "standard, plus or rand";
+
+    /// The preset of a reference version name: `standard`, `plus` or `rand`.
+    pub fn from_version(version: &str) -> Result<Self> {
+        match version {
+            "standard" => Ok(EnsemblePreset::Standard),
+            "plus" => Ok(EnsemblePreset::Plus),
+            "rand" => Ok(EnsemblePreset::Rand),
+            other => Err(crate::error::Error::config(format!(
+                "unknown AutoAttack version '{other}': expected {}",
+                Self::VERSIONS
+            ))),
+        }
+    }
+
+    /// The ensemble's name in records, reports and file names: `autoattack`,
+    /// `autoattack-plus`, `autoattack-rand` or `autoattack-fast`.
     pub fn name(&self) -> &'static str {
         match self {
             EnsemblePreset::Standard => "autoattack",
+            EnsemblePreset::Plus => "autoattack-plus",
+            EnsemblePreset::Rand => "autoattack-rand",
             EnsemblePreset::Fast => "autoattack-fast",
         }
     }
 
     /// The attacks of the preset at `threat`, in the order they run.
     pub fn attacks(&self, threat: ThreatModel) -> Vec<AnyAttack> {
-        let (steps, targets, queries) = match self {
-            EnsemblePreset::Standard => (100, 9, 5000),
-            EnsemblePreset::Fast => (25, 3, 1000),
+        let apgd = |restarts| Apgd::new(threat).steps(100).restarts(restarts);
+        let dlr = |restarts| apgd(restarts).loss(ApgdLoss::Dlr);
+        let square = |queries| {
+            AnyAttack::Square(Square::new(threat).queries(queries).rescale_schedule(false))
         };
-        vec![
-            AnyAttack::Apgd(Apgd::new(threat).steps(steps)),
-            AnyAttack::ApgdTargeted(ApgdTargeted::new(threat).steps(steps).targets(targets)),
-            AnyAttack::Square(Square::new(threat).queries(queries)),
-        ]
+        let apgd_t = |steps, targets| {
+            AnyAttack::ApgdTargeted(ApgdTargeted::new(threat).steps(steps).targets(targets))
+        };
+        let fab_t = |steps, targets| {
+            AnyAttack::FabTargeted(FabTargeted::new(threat).steps(steps).targets(targets))
+        };
+        match self {
+            EnsemblePreset::Standard => vec![
+                AnyAttack::Apgd(apgd(1)),
+                apgd_t(100, 9),
+                fab_t(100, 9),
+                square(5000),
+            ],
+            EnsemblePreset::Plus => vec![
+                AnyAttack::Apgd(apgd(5)),
+                AnyAttack::Apgd(dlr(5)),
+                AnyAttack::Fab(Fab::new(threat).steps(100).restarts(5)),
+                square(5000),
+                apgd_t(100, 9),
+                fab_t(100, 9),
+            ],
+            EnsemblePreset::Rand => vec![
+                AnyAttack::Apgd(apgd(1).eot(20)),
+                AnyAttack::Apgd(dlr(1).eot(20)),
+            ],
+            EnsemblePreset::Fast => vec![
+                AnyAttack::Apgd(Apgd::new(threat).steps(25)),
+                apgd_t(25, 3),
+                fab_t(25, 3),
+                square(1000),
+            ],
+        }
     }
 }
 
@@ -110,81 +164,45 @@ pub fn ensemble<M: Classifier>(
     rng: &mut AdvRng,
     progress: &dyn Progress,
 ) -> Result<EnsembleResult> {
-    let start = Instant::now();
-    let threat = attacks
-        .first()
-        .map(|a| a.threat())
-        .unwrap_or(ThreatModel::linf(0.0));
-    let eval_model = model.valid();
-    let device = first_device(&eval_model);
-    let mut adv_pred = Vec::with_capacity(data.len());
-    let order: Vec<usize> = (0..data.len()).collect();
-    for chunk in order.chunks(batch_size.max(1)) {
-        let (x, _) = data.batch(chunk, &device);
-        adv_pred.extend(
-            int_vec(&predict(&eval_model, x))
-                .into_iter()
-                .map(|p| p as u8),
-        );
-    }
-    let clean_correct: Vec<bool> = (0..data.len())
-        .map(|i| adv_pred[i] == data.labels[i])
-        .collect();
-    let mut robust_correct = clean_correct.clone();
-    let mut broken_by = vec![None; data.len()];
-    let mut stages = Vec::new();
-    let mut max_pert = 0.0f32;
-    for attack in attacks {
-        let idx: Vec<usize> = (0..data.len()).filter(|&i| robust_correct[i]).collect();
-        let stage_start = Instant::now();
-        let mut broken = 0;
-        if !idx.is_empty() {
-            let sub = data.subset(&idx);
-            let r = evaluate(model, &sub, attack, batch_size, rng, progress)?;
-            max_pert = max_pert.max(r.max_perturbation);
-            for (k, &i) in idx.iter().enumerate() {
-                if !r.robust_correct[k] {
-                    robust_correct[i] = false;
-                    adv_pred[i] = r.adv_pred[k];
-                    broken_by[i] = Some(attack.name());
-                    broken += 1;
-                }
-            }
-        }
-        let robust_now = robust_correct.iter().filter(|&&r| r).count();
-        progress.note(&format!(
-            "{}: broke {broken} of {} points; robust accuracy now {:.2}%",
-            attack.name(),
-            idx.len(),
-            100.0 * robust_now as f64 / data.len().max(1) as f64
-        ));
-        stages.push(Stage {
-            attack: attack.name(),
-            attacked: idx.len(),
-            broken,
-            robust_after: robust_now as f64 / data.len().max(1) as f64,
-            seconds: stage_start.elapsed().as_secs_f64(),
-        });
-    }
-    let n = data.len();
-    Ok(EnsembleResult {
-        name: name.to_string(),
-        threat,
-        n,
-        clean: Accuracy::new(clean_correct.iter().filter(|&&c| c).count(), n),
-        robust: Accuracy::new(robust_correct.iter().filter(|&&c| c).count(), n),
-        clean_correct,
-        robust_correct,
-        broken_by,
-        adv_pred,
-        labels: data.labels.clone(),
-        stages,
-        max_perturbation: max_pert,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    let plan = Plan {
+        name,
+        attacks,
+        cover: Cover::StillRobust,
+        batch_size,
+    };
+    let state = run_stages(model, data, &plan, None, rng, &mut |_| Ok(()), progress)?;
+    Ok(EnsembleResult::from_state(&state))
 }
 
 impl EnsembleResult {
+    /// The outcome of a finished ensemble's [`EvalState`].
+    pub fn from_state(state: &EvalState) -> Self {
+        let eval = state.robust_eval();
+        let broken_by = state
+            .broken_by
+            .iter()
+            .map(|s| {
+                s.and_then(|s| state.stages.get(s))
+                    .map(|st| st.attack.clone())
+            })
+            .collect();
+        Self {
+            name: state.key.name.clone(),
+            threat: state.key.threat,
+            n: eval.n,
+            clean: eval.clean,
+            robust: eval.robust,
+            clean_correct: eval.clean_correct,
+            robust_correct: eval.robust_correct,
+            broken_by,
+            adv_pred: eval.adv_pred,
+            labels: eval.labels,
+            stages: state.stages.clone(),
+            max_perturbation: state.max_perturbation,
+            seconds: state.seconds,
+        }
+    }
+
     /// The result in the shape of a single-attack evaluation (for records and reports).
     pub fn as_eval(&self) -> RobustEval {
         RobustEval {

@@ -8,9 +8,8 @@
 
 pub mod checks;
 pub mod ensemble;
+pub mod resume;
 pub mod spec;
-
-use std::time::Instant;
 
 use burn::prelude::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,7 @@ use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
 use crate::threat::ThreatModel;
+use resume::{run_stages, Cover, EvalState, Plan};
 
 /// Accuracy with its 95% Wilson score interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,67 +173,36 @@ pub fn evaluate<M: Classifier, A: Attack>(
     rng: &mut AdvRng,
     progress: &dyn Progress,
 ) -> Result<RobustEval> {
-    let threat = attack.threat();
-    threat.validate()?;
-    let start = Instant::now();
-    let model = model.valid();
-    let device = first_device(&model);
-    let order: Vec<usize> = (0..data.len()).collect();
-    let mut clean_correct = Vec::with_capacity(data.len());
-    let mut robust_correct = Vec::with_capacity(data.len());
-    let mut adv_pred = Vec::with_capacity(data.len());
-    let mut max_pert = 0.0f32;
-    let mut robust_so_far = 0usize;
-    progress.begin(&attack.name(), data.len() as u64);
-    for chunk in order.chunks(batch_size.max(1)) {
-        let (x, y) = data.batch(chunk, &device);
-        let clean_logits = model.logits(x.clone());
-        check_finite(&clean_logits)?;
-        let b = chunk.len();
-        let clean_ok = correct(&clean_logits.argmax(1).reshape([b]), &y);
-        let x_adv = attack.perturb(&model, x.clone(), y.clone(), rng);
-        let pert = threat.max_perturbation(&x_adv, &x);
-        let in_box = x_adv.clone().min().into_scalar::<f32>() >= 0.0
-            && x_adv.clone().max().into_scalar::<f32>() <= 1.0;
-        let within = pert <= threat.eps * (1.0 + 1e-5) + 1e-6; // false for NaN too
-        if !within || !in_box {
-            return Err(Error::config(format!(
-                "attack {} left its threat model ({}): perturbation {pert}, inside [0,1]: {in_box}",
-                attack.name(),
-                threat.describe()
-            )));
+    let name = attack.name();
+    let plan = Plan {
+        name: &name,
+        attacks: std::slice::from_ref(attack),
+        cover: Cover::All,
+        batch_size,
+    };
+    let state = run_stages(model, data, &plan, None, rng, &mut |_| Ok(()), progress)?;
+    Ok(state.robust_eval())
+}
+
+impl EvalState {
+    /// The outcome as a [`RobustEval`] named after the evaluation.
+    pub fn robust_eval(&self) -> RobustEval {
+        let n = self.labels.len();
+        let count = |v: &[bool]| v.iter().filter(|&&c| c).count();
+        RobustEval {
+            attack: self.key.name.clone(),
+            threat: self.key.threat,
+            n,
+            clean: Accuracy::new(count(&self.clean_correct), n),
+            robust: Accuracy::new(count(&self.robust_correct), n),
+            clean_correct: self.clean_correct.clone(),
+            robust_correct: self.robust_correct.clone(),
+            labels: self.labels.clone(),
+            adv_pred: self.adv_pred.clone(),
+            max_perturbation: self.max_perturbation,
+            seconds: self.seconds,
         }
-        max_pert = max_pert.max(pert);
-        let adv_logits = model.logits(x_adv);
-        check_finite(&adv_logits)?;
-        let pred = adv_logits.argmax(1).reshape([b]);
-        let adv_ok = correct(&pred, &y);
-        for (c, a) in clean_ok.iter().zip(&adv_ok) {
-            clean_correct.push(*c);
-            robust_correct.push(*c && *a);
-            robust_so_far += usize::from(*c && *a);
-        }
-        adv_pred.extend(int_vec(&pred).into_iter().map(|p| p as u8));
-        progress.advance(
-            b as u64,
-            &format!("robust so far {}/{}", robust_so_far, robust_correct.len()),
-        );
     }
-    progress.end();
-    let n = data.len();
-    Ok(RobustEval {
-        attack: attack.name(),
-        threat,
-        n,
-        clean: Accuracy::new(clean_correct.iter().filter(|&&c| c).count(), n),
-        robust: Accuracy::new(robust_correct.iter().filter(|&&c| c).count(), n),
-        clean_correct,
-        robust_correct,
-        labels: data.labels.clone(),
-        adv_pred,
-        max_perturbation: max_pert,
-        seconds: start.elapsed().as_secs_f64(),
-    })
 }
 
 /// One point of an accuracy-vs-ε curve.

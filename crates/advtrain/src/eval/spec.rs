@@ -15,9 +15,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ensemble::{self, EnsemblePreset, EnsembleResult};
-use super::{clean_accuracy, eps_curve, evaluate, CurvePoint, RobustEval};
+use super::resume::{run_stages, Cover, EvalState, Plan};
+use super::{clean_accuracy, eps_curve, CurvePoint, RobustEval};
 use crate::attack::{
-    AnyAttack, Apgd, ApgdLoss, ApgdTargeted, AttackLoss, Fgsm, Pgd, Square, TargetMode,
+    AnyAttack, Apgd, ApgdLoss, ApgdTargeted, Attack, AttackLoss, Fab, FabTargeted, Fgsm, Pgd,
+    Square, TargetMode,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -39,8 +41,12 @@ pub enum AttackKind {
     ApgdDlr,
     /// Targeted APGD with the DLR loss, over several target classes.
     ApgdT,
-    /// Square, the black-box score-based attack (L∞).
+    /// Square, the black-box score-based attack (L∞ and L2).
     Square,
+    /// FAB, the minimum-norm fast adaptive boundary attack (Croce & Hein 2020), untargeted.
+    Fab,
+    /// FAB-T: FAB towards each of the most likely other classes in turn.
+    FabT,
     /// The AutoAttack-style ensemble, [`EnsemblePreset::Standard`].
     AutoAttack,
     /// The cheaper screening ensemble, [`EnsemblePreset::Fast`].
@@ -50,23 +56,24 @@ pub enum AttackKind {
 impl AttackKind {
     /// The names [`FromStr`] accepts, for error messages and help texts.
     pub const NAMES: &'static str =
-        "fgsm, pgd, apgd-ce, apgd-dlr, apgd-t, square, autoattack or autoattack-fast";
+        "fgsm, pgd, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, autoattack or autoattack-fast";
 
-    /// The ensemble this kind names, if it names one (they run through
-    /// [`ensemble::ensemble`], not as one [`crate::attack::Attack`]).
-    pub fn ensemble(self) -> Option<EnsemblePreset> {
-        match self {
-            AttackKind::AutoAttack => Some(EnsemblePreset::Standard),
-            AttackKind::AutoAttackFast => Some(EnsemblePreset::Fast),
-            _ => None,
-        }
+    /// Whether this kind names an ensemble (run through [`ensemble::ensemble`], not as one
+    /// [`crate::attack::Attack`]); [`AttackSpec::ensemble`] says which.
+    pub fn is_ensemble(self) -> bool {
+        matches!(self, AttackKind::AutoAttack | AttackKind::AutoAttackFast)
     }
 
     /// Whether `steps` is part of the attack (so an evaluation record carries it).
     pub fn is_iterative(self) -> bool {
         matches!(
             self,
-            AttackKind::Pgd | AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT
+            AttackKind::Pgd
+                | AttackKind::ApgdCe
+                | AttackKind::ApgdDlr
+                | AttackKind::ApgdT
+                | AttackKind::Fab
+                | AttackKind::FabT
         )
     }
 
@@ -74,7 +81,7 @@ impl AttackKind {
     pub fn has_restarts(self) -> bool {
         matches!(
             self,
-            AttackKind::Pgd | AttackKind::ApgdCe | AttackKind::ApgdDlr
+            AttackKind::Pgd | AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::Fab
         )
     }
 }
@@ -91,6 +98,8 @@ impl FromStr for AttackKind {
             "apgd-dlr" => AttackKind::ApgdDlr,
             "apgd-t" => AttackKind::ApgdT,
             "square" => AttackKind::Square,
+            "fab" => AttackKind::Fab,
+            "fab-t" => AttackKind::FabT,
             "autoattack" => AttackKind::AutoAttack,
             "autoattack-fast" => AttackKind::AutoAttackFast,
             other => {
@@ -138,8 +147,13 @@ pub struct AttackSpec {
     pub target: Option<TargetMode>,
     /// Square's query budget per example.
     pub queries: usize,
-    /// APGD-T's number of target classes.
+    /// `autoattack`'s version (`None`: standard); only the AutoAttack kind takes one.
+    pub version: Option<EnsemblePreset>,
+    /// APGD-T's and FAB-T's number of target classes.
     pub targets: usize,
+    /// Gradient samples averaged per step by FGSM, PGD and APGD (expectation over
+    /// transformation, for models with a random forward pass); 1 is off.
+    pub eot: usize,
 }
 
 impl AttackSpec {
@@ -154,11 +168,17 @@ impl AttackSpec {
             AttackKind::ApgdDlr => "apgd-dlr",
             AttackKind::ApgdT => "apgd-t",
             AttackKind::Square => "square",
+            AttackKind::Fab => "fab",
+            AttackKind::FabT => "fab-t",
             AttackKind::AutoAttack => "autoattack",
             AttackKind::AutoAttackFast => "autoattack-fast",
         };
         let steps = match kind {
-            AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT => 100,
+            AttackKind::ApgdCe
+            | AttackKind::ApgdDlr
+            | AttackKind::ApgdT
+            | AttackKind::Fab
+            | AttackKind::FabT => 100,
             _ => 20,
         };
         Self {
@@ -170,7 +190,9 @@ impl AttackSpec {
             loss: AttackLoss::CrossEntropy,
             target: None,
             queries: 5000,
+            version: None,
             targets: 9,
+            eot: 1,
         }
     }
 
@@ -182,8 +204,35 @@ impl AttackSpec {
         })
     }
 
+    /// The ensemble this spec names, if it names one: `autoattack` at its version
+    /// (standard unless set), `autoattack-fast`.
+    pub fn ensemble(&self) -> Option<EnsemblePreset> {
+        match self.kind {
+            AttackKind::AutoAttack => Some(self.version.unwrap_or(EnsemblePreset::Standard)),
+            AttackKind::AutoAttackFast => Some(EnsemblePreset::Fast),
+            _ => None,
+        }
+    }
+
+    /// `autoattack` at a reference version (`standard`, `plus`, `rand`), named after it so
+    /// its record has its own file.
+    pub fn autoattack(version: &str) -> Result<Self> {
+        let preset = EnsemblePreset::from_version(version)?;
+        Ok(Self {
+            name: preset.name().to_string(),
+            version: Some(preset),
+            ..Self::new(AttackKind::AutoAttack)
+        })
+    }
+
     /// Checks the settings the kind uses, so [`AttackSpec::build`] fails before any work.
     pub fn validate(&self) -> Result<()> {
+        if self.version.is_some() && self.kind != AttackKind::AutoAttack {
+            return Err(Error::config(format!(
+                "--version applies to --attack autoattack only, not {}",
+                self.name
+            )));
+        }
         let positive = |v: usize, what: &str| {
             if v == 0 {
                 Err(Error::config(format!("{what} must be at least 1")))
@@ -191,6 +240,22 @@ impl AttackSpec {
                 Ok(())
             }
         };
+        positive(self.eot, "--eot")?;
+        let gradient = matches!(
+            self.kind,
+            AttackKind::Fgsm
+                | AttackKind::Pgd
+                | AttackKind::ApgdCe
+                | AttackKind::ApgdDlr
+                | AttackKind::ApgdT
+        );
+        if self.eot > 1 && !gradient {
+            return Err(Error::config(format!(
+                "--eot applies to the gradient attacks (fgsm, pgd, apgd-ce, apgd-dlr, apgd-t), not {}; \
+                 for an ensemble over a randomized model use --attack autoattack --version rand",
+                self.name
+            )));
+        }
         match self.kind {
             AttackKind::Fgsm if self.target.is_some() => {
                 Err(Error::config("--target needs --attack pgd"))
@@ -210,9 +275,13 @@ impl AttackSpec {
                 positive(self.steps, "--steps")?;
                 positive(self.restarts, "--restarts")
             }
-            AttackKind::ApgdT => {
+            AttackKind::ApgdT | AttackKind::FabT => {
                 positive(self.steps, "--steps")?;
                 positive(self.targets, "--targets")
+            }
+            AttackKind::Fab => {
+                positive(self.steps, "--steps")?;
+                positive(self.restarts, "--restarts")
             }
             AttackKind::Square => positive(self.queries, "--queries"),
             _ => Ok(()),
@@ -234,7 +303,7 @@ impl AttackSpec {
     /// The attack at `threat`. Ensembles are several attacks, not one: run them with
     /// [`AttackSpec::run`].
     pub fn build(&self, threat: ThreatModel) -> Result<AnyAttack> {
-        if self.kind.ensemble().is_some() {
+        if self.kind.is_ensemble() {
             return Err(Error::config(format!(
                 "{} is an ensemble: use it with `advtrain eval`",
                 self.name
@@ -247,12 +316,15 @@ impl AttackSpec {
     /// [`AttackSpec::build`] after validation (ensembles excluded by the caller).
     fn assemble(&self, threat: ThreatModel) -> AnyAttack {
         match self.kind {
-            AttackKind::Fgsm => AnyAttack::Fgsm(Fgsm::new(threat).with_loss(self.loss)),
+            AttackKind::Fgsm => {
+                AnyAttack::Fgsm(Fgsm::new(threat).with_loss(self.loss).with_eot(self.eot))
+            }
             AttackKind::Pgd => {
                 let mut pgd = Pgd::new(threat)
                     .steps(self.steps)
                     .restarts(self.restarts)
-                    .loss(self.loss);
+                    .loss(self.loss)
+                    .eot(self.eot);
                 if let Some(a) = self.step_size {
                     pgd = pgd.step_size(a);
                 }
@@ -265,6 +337,7 @@ impl AttackSpec {
                 Apgd::new(threat)
                     .steps(self.steps)
                     .restarts(self.restarts)
+                    .eot(self.eot)
                     .loss(if self.kind == AttackKind::ApgdDlr {
                         ApgdLoss::Dlr
                     } else {
@@ -273,6 +346,15 @@ impl AttackSpec {
             ),
             AttackKind::ApgdT => AnyAttack::ApgdTargeted(
                 ApgdTargeted::new(threat)
+                    .steps(self.steps)
+                    .targets(self.targets)
+                    .eot(self.eot),
+            ),
+            AttackKind::Fab => {
+                AnyAttack::Fab(Fab::new(threat).steps(self.steps).restarts(self.restarts))
+            }
+            AttackKind::FabT => AnyAttack::FabTargeted(
+                FabTargeted::new(threat)
                     .steps(self.steps)
                     .targets(self.targets),
             ),
@@ -309,26 +391,60 @@ impl AttackSpec {
         rng: &mut AdvRng,
         progress: &dyn Progress,
     ) -> Result<SpecResult> {
-        match self.kind.ensemble() {
+        let mut no_saving = |_: &EvalState| Ok(());
+        let checkpoint = Checkpoint {
+            saved: None,
+            save: &mut no_saving,
+        };
+        self.run_resumable(model, data, threat, batch_size, checkpoint, rng, progress)
+    }
+
+    /// [`AttackSpec::run`], resuming from `checkpoint.saved` if given and handing the state
+    /// to `checkpoint.save` after every batch ([`resume::run_stages`]): a killed evaluation
+    /// resumed from its last saved state ends with exactly the uninterrupted result.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_resumable<M: Classifier>(
+        &self,
+        model: &M,
+        data: &Dataset,
+        threat: ThreatModel,
+        batch_size: usize,
+        checkpoint: Checkpoint<'_>,
+        rng: &mut AdvRng,
+        progress: &dyn Progress,
+    ) -> Result<SpecResult> {
+        let Checkpoint { saved, save } = checkpoint;
+        match self.ensemble() {
             Some(p) => {
-                let ens = ensemble::ensemble(
-                    p.name(),
-                    model,
-                    data,
-                    &p.attacks(threat),
+                let attacks = p.attacks(threat);
+                let plan = Plan {
+                    name: p.name(),
+                    attacks: &attacks,
+                    cover: Cover::StillRobust,
                     batch_size,
-                    rng,
-                    progress,
-                )?;
+                };
+                let state = run_stages(model, data, &plan, saved, rng, save, progress)?;
+                let ens = EnsembleResult::from_state(&state);
                 Ok(SpecResult {
                     eval: ens.as_eval(),
                     ensemble: Some(ens),
                 })
             }
-            None => Ok(SpecResult {
-                eval: evaluate(model, data, &self.build(threat)?, batch_size, rng, progress)?,
-                ensemble: None,
-            }),
+            None => {
+                let attack = self.build(threat)?;
+                let name = attack.name();
+                let plan = Plan {
+                    name: &name,
+                    attacks: std::slice::from_ref(&attack),
+                    cover: Cover::All,
+                    batch_size,
+                };
+                let state = run_stages(model, data, &plan, saved, rng, save, progress)?;
+                Ok(SpecResult {
+                    eval: state.robust_eval(),
+                    ensemble: None,
+                })
+            }
         }
     }
 
@@ -346,7 +462,7 @@ impl AttackSpec {
         progress: &dyn Progress,
     ) -> Result<Vec<CurvePoint>> {
         let at = |eps| ThreatModel { norm, eps };
-        let Some(preset) = self.kind.ensemble() else {
+        let Some(preset) = self.ensemble() else {
             self.validate()?;
             let make = |eps| self.assemble(at(eps));
             return eps_curve(model, data, eps_values, make, batch_size, rng, progress);
@@ -373,6 +489,15 @@ impl fmt::Display for AttackSpec {
     }
 }
 
+/// Where a resumable evaluation comes from and where its state goes.
+pub struct Checkpoint<'a> {
+    /// The state a killed evaluation left, to resume from (`None`: start afresh).
+    pub saved: Option<EvalState>,
+    /// Called with the state after the clean predictions and after every batch; an error
+    /// stops the evaluation (the state saved before it stays valid).
+    pub save: &'a mut dyn FnMut(&EvalState) -> Result<()>,
+}
+
 /// What [`AttackSpec::run`] measured.
 #[derive(Clone, Debug)]
 pub struct SpecResult {
@@ -396,9 +521,27 @@ mod tests {
             .to_string()
             .contains("unknown attack 'magic'"));
         assert_eq!(
-            AttackKind::AutoAttack.ensemble(),
+            AttackSpec::named("autoattack").unwrap().ensemble(),
             Some(EnsemblePreset::Standard)
         );
+        let plus = AttackSpec::autoattack("plus").unwrap();
+        assert_eq!(plus.ensemble(), Some(EnsemblePreset::Plus));
+        assert_eq!(plus.name, "autoattack-plus");
+        assert!(AttackSpec::autoattack("deluxe").is_err());
+        let pgd_with_version = AttackSpec {
+            version: Some(EnsemblePreset::Plus),
+            ..AttackSpec::new(AttackKind::Pgd)
+        };
+        assert!(pgd_with_version.validate().is_err());
+        let square_eot = AttackSpec {
+            eot: 5,
+            ..AttackSpec::new(AttackKind::Square)
+        };
+        assert!(square_eot
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--eot"));
     }
 
     #[test]

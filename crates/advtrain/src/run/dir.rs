@@ -273,17 +273,36 @@ impl RunDir {
         Ok(path)
     }
 
-    /// [`RunDir::write_eval`], then folds the record into `summary.json` when it covers
-    /// the same test examples (a subset evaluation must not change the headline).
+    /// [`RunDir::write_eval`], then, when it covers the summary's test examples (a subset
+    /// evaluation must not change the headline), recomputes `summary.json`'s robust
+    /// accuracy as the per-point worst case over every evaluation at the training threat
+    /// model ([`Summary::combine`]).
     pub fn record_eval(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
         let path = self.write_eval(tag, record)?;
-        if let Ok(Some(mut summary)) = self.summary() {
+        if let Some(mut summary) = self.summary()? {
             if summary.n_test == record.n {
-                summary.absorb(record);
+                summary.combine(&self.evals()?, record);
                 self.write_summary(&summary)?;
             }
         }
         Ok(path)
+    }
+
+    /// Where an evaluation tagged `tag` keeps its state while it runs
+    /// (`partial-eval-<tag>.json`): a killed `advtrain eval` resumes from it, and it is
+    /// removed once the evaluation's record is written.
+    pub fn eval_state_file(&self, tag: &str) -> PathBuf {
+        self.file(&format!("partial-{}", files::eval(tag)))
+    }
+
+    /// Removes the state of an evaluation tagged `tag` (after its record is written, or to
+    /// start it over); nothing to do if there is none.
+    pub fn clear_eval_state(&self, tag: &str) -> Result<()> {
+        let path = self.eval_state_file(tag);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Writes the sanity checklist's results (`checks.json`); returns its path.
@@ -379,6 +398,7 @@ fn is_result(name: &str) -> bool {
     FIXED.contains(&name)
         || (name.starts_with("eval-") && name.ends_with(".json"))
         || (name.starts_with("examples-") && name.ends_with(".jsonl"))
+        || (name.starts_with("partial-eval-") && name.ends_with(".json"))
         || (name.starts_with('.') && name.contains(".tmp-"))
 }
 

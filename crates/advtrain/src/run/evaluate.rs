@@ -1,11 +1,17 @@
 //! An evaluation as a run records it: an [`AttackSpec`] run on a data set, with its
 //! ε-curve if asked for, turned into the [`EvalRecord`] that `eval-<tag>.json` holds.
 
+use std::path::Path;
+
 use super::EvalRecord;
 use crate::data::Dataset;
+use crate::error::Error;
 use crate::error::Result;
+use crate::eval::resume::EvalState;
 use crate::eval::spec::AttackSpec;
+use crate::eval::spec::Checkpoint;
 use crate::eval::RobustEval;
+use crate::io::{read_json, write_atomic};
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::rng::AdvRng;
@@ -24,6 +30,9 @@ pub struct EvalRequest<'a> {
     pub batch_size: usize,
     /// The seed `rng` was made from, written into the record so it can be replayed.
     pub seed: u64,
+    /// Keep the attack's state in this file after every batch and resume from it if it
+    /// exists ([`crate::eval::resume`]); `None`: not resumable.
+    pub state_file: Option<&'a Path>,
 }
 
 /// An evaluation's result and its record.
@@ -53,7 +62,19 @@ pub fn evaluate_spec<M: Classifier>(
         seed,
         ..
     } = request;
-    let outcome = spec.run(model, data, threat, batch_size, rng, progress)?;
+    let saved = match request.state_file {
+        Some(path) if path.exists() => Some(read_state(path)?),
+        _ => None,
+    };
+    let mut save = |state: &EvalState| match request.state_file {
+        Some(path) => write_state(path, state),
+        None => Ok(()),
+    };
+    let checkpoint = Checkpoint {
+        saved,
+        save: &mut save,
+    };
+    let outcome = spec.run_resumable(model, data, threat, batch_size, checkpoint, rng, progress)?;
     let result = outcome.eval;
     let mut record = match &outcome.ensemble {
         Some(ens) => {
@@ -78,4 +99,23 @@ pub fn evaluate_spec<M: Classifier>(
             Some(spec.curve(model, data, norm, eps_values, batch_size, rng, progress)?);
     }
     Ok(SpecEvaluation { result, record })
+}
+
+/// A saved evaluation state, with an error that says what to do with a damaged one.
+fn read_state(path: &Path) -> Result<EvalState> {
+    read_json(path).map_err(|e| {
+        Error::config(format!(
+            "cannot resume from {}: {e}; delete it (or pass --fresh) to start the evaluation over",
+            path.display()
+        ))
+    })
+}
+
+/// Writes the state atomically: a process killed mid-write leaves the previous state.
+fn write_state(path: &Path, state: &EvalState) -> Result<()> {
+    let bytes = serde_json::to_vec(state).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
 }

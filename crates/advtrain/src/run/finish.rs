@@ -3,7 +3,7 @@
 //! gathers them. Computed here, written by [`RunDir::write_final`], printed by the caller.
 
 use super::dir::RunDir;
-use super::{BestCheckpoint, EvalRecord, RunConfig, Summary};
+use super::{files, BestCheckpoint, EvalFile, EvalRecord, RunConfig, Summary};
 use crate::attack::Pgd;
 use crate::data::Dataset;
 use crate::error::Result;
@@ -73,6 +73,8 @@ pub fn final_evaluation<M: Classifier>(
         robust_accuracy: None,
         robust_ci95: None,
         robust_attack: None,
+        robust_combined: Vec::new(),
+        robust_left_out: Vec::new(),
         n_test: test.len(),
         best_checkpoint: None,
         stopped_early: trained.stopped.clone(),
@@ -90,7 +92,11 @@ pub fn final_evaluation<M: Classifier>(
                 t.seed,
                 &class_names,
             );
-            summary.absorb(&record);
+            let file = EvalFile {
+                file: files::eval(FINAL_TAG),
+                record: record.clone(),
+            };
+            summary.combine(&[file], &record);
             Some(record)
         }
         None => None,

@@ -23,6 +23,7 @@ mod dir;
 mod evaluate;
 mod finish;
 mod image;
+mod worst_case;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,7 @@ pub use dir::{EpochRecorder, EvalFile, RunDir, Task};
 pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
 pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
 pub use image::ImageSplits;
+pub use worst_case::{worst_case, WorstCase};
 
 /// File names inside a run directory, written once so every reader and writer agrees.
 pub mod files {
@@ -127,12 +129,21 @@ pub struct Summary {
     pub clean_accuracy: f64,
     /// Its 95% Wilson interval.
     pub clean_ci95: [f64; 2],
-    /// The lowest robust test accuracy any evaluation at the training ε found.
+    /// Robust test accuracy at the training threat model: the per-point worst case over
+    /// every evaluation there on the full test set (see `robust_combined`).
     pub robust_accuracy: Option<f64>,
     /// Its 95% Wilson interval.
     pub robust_ci95: Option<[f64; 2]>,
-    /// The attack that gave `robust_accuracy`.
+    /// The attack that gave `robust_accuracy`, or the attacks whose per-point results were
+    /// combined into it.
     pub robust_attack: Option<String>,
+    /// The evaluation files combined into `robust_accuracy`, all on the `n_test` points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub robust_combined: Vec<String>,
+    /// Evaluations at the training threat model left out of it (a subset, an earlier
+    /// model), each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub robust_left_out: Vec<String>,
     /// Test examples the accuracies are over.
     pub n_test: usize,
     /// The best checkpoint by validation accuracy (Rice et al.), beside the last one.
@@ -167,26 +178,6 @@ pub struct BestCheckpoint {
     pub test_robust_accuracy: Option<f64>,
     /// That accuracy's 95% Wilson interval.
     pub test_robust_ci95: Option<[f64; 2]>,
-}
-
-impl Summary {
-    /// Folds an evaluation in: the robust accuracy at the training threat model is the
-    /// worst case over all attacks run so far.
-    pub fn absorb(&mut self, eval: &EvalRecord) {
-        self.clean_accuracy = eval.clean_accuracy;
-        self.clean_ci95 = eval.clean_ci95;
-        self.n_test = eval.n;
-        let same_threat = eval.norm == self.norm && (eval.eps - self.eps).abs() <= 1e-6;
-        if same_threat
-            && self
-                .robust_accuracy
-                .is_none_or(|r| eval.robust_accuracy <= r)
-        {
-            self.robust_accuracy = Some(eval.robust_accuracy);
-            self.robust_ci95 = Some(eval.robust_ci95);
-            self.robust_attack = Some(eval.attack_description.clone());
-        }
-    }
 }
 
 /// One robust evaluation (`eval-<attack>.json`).

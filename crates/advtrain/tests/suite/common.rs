@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: tiny models trained on generated data.
 
-use advtrain::data::Dataset;
+use advtrain::data::{synthetic, Dataset};
 use advtrain::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use advtrain::progress::Silent;
 use advtrain::train::{self, MethodConfig, NoObserver, OptimizerConfig, Schedule, TrainConfig};
@@ -92,4 +92,27 @@ pub fn without_times(
             m
         })
         .collect()
+}
+
+/// Shares class templates between train and test, no examples.
+pub fn split(all: Dataset, n_train: usize) -> (Dataset, Dataset) {
+    let n = all.len();
+    (
+        all.subset(&(0..n_train).collect::<Vec<_>>()),
+        all.subset(&(n_train..n).collect::<Vec<_>>()),
+    )
+}
+
+/// A partly robust model: attacks break some points but not all, so their strength shows.
+pub fn partly_robust() -> (ZooModel, Dataset) {
+    let (train, test) = split(synthetic::templates(1300, 5, 1, 8, 0.2, 11), 1000);
+    let model = quick_train(
+        ModelKind::Mlp,
+        &train,
+        MethodConfig::default_for("fgsm-rs").unwrap(),
+        0.1,
+        6,
+        2,
+    );
+    (model, test)
 }

@@ -1,10 +1,10 @@
 //! Evaluation you can trust: APGD, the DLR fallback, the ensemble and the sanity checklist,
 //! including on a deliberately gradient-masked model.
 
-use crate::common;
+use crate::common::{self, partly_robust, split};
 
 use advtrain::attack::{Apgd, ApgdLoss, ApgdTargeted, Attack, Pgd, Square};
-use advtrain::data::{synthetic, Dataset};
+use advtrain::data::synthetic;
 use advtrain::eval::checks::{run_checks, ChecksConfig, Verdict};
 use advtrain::eval::ensemble::{ensemble, EnsemblePreset};
 use advtrain::eval::evaluate;
@@ -14,29 +14,6 @@ use advtrain::threat::ThreatModel;
 use advtrain::train::MethodConfig;
 use burn::module::Module;
 use burn::prelude::*;
-
-/// Shares class templates between train and test, no examples.
-fn split(all: Dataset, n_train: usize) -> (Dataset, Dataset) {
-    let n = all.len();
-    (
-        all.subset(&(0..n_train).collect::<Vec<_>>()),
-        all.subset(&(n_train..n).collect::<Vec<_>>()),
-    )
-}
-
-/// A partly robust model: attacks break some points but not all, so their strength shows.
-fn partly_robust() -> (ZooModel, Dataset) {
-    let (train, test) = split(synthetic::templates(1300, 5, 1, 8, 0.2, 11), 1000);
-    let model = common::quick_train(
-        ModelKind::Mlp,
-        &train,
-        MethodConfig::default_for("fgsm-rs").unwrap(),
-        0.1,
-        6,
-        2,
-    );
-    (model, test)
-}
 
 #[test]
 fn apgd_is_at_least_as_strong_as_pgd_with_the_same_budget() {
@@ -140,7 +117,7 @@ fn ensemble_is_never_above_its_members() {
         &Silent,
     )
     .unwrap();
-    assert_eq!(ens.stages.len(), 3);
+    assert_eq!(ens.stages.len(), 4);
     // Structural: robust points are exactly those no stage broke.
     let broken = ens.broken_by.iter().filter(|b| b.is_some()).count();
     let clean = ens.clean_correct.iter().filter(|&&c| c).count();

@@ -33,6 +33,8 @@ fn summary(clean: f64, robust: Option<f64>) -> Summary {
         robust_accuracy: robust,
         robust_ci95: robust.map(|r| [r - 0.02, r + 0.02]),
         robust_attack: robust.map(|_| "pgd-20x1 ce linf eps=0.1 alpha=0.0125".into()),
+        robust_combined: vec!["eval-pgd.json".into()],
+        robust_left_out: Vec::new(),
         n_test: 200,
         best_checkpoint: None,
         stopped_early: None,
