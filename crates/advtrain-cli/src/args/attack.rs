@@ -19,10 +19,11 @@ pub const DEFAULT_TEXT_BUDGET: usize = 5;
 /// what is not given, and a flag that does not apply to the run's modality is refused.
 #[derive(Args, Clone, Debug)]
 pub struct AttackFlags {
-    /// Image runs (default pgd): fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, square
-    /// (black-box), autoattack (APGD-CE → APGD-T → Square on the points still robust) or
-    /// autoattack-fast. Text runs (default deepwordbug): deepwordbug, lookalike (homoglyph
-    /// and zero-width edits only), hotflip, or none (clean accuracy only).
+    /// Image runs (default pgd): fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, fab,
+    /// fab-t, square (black-box, linf and l2), autoattack (the reference ensemble, each
+    /// member on the points still robust; see --version) or autoattack-fast (a cheaper
+    /// screen). Text runs (default deepwordbug): deepwordbug, lookalike (homoglyph and
+    /// zero-width edits only), hotflip, or none (clean accuracy only).
     #[arg(long)]
     pub attack: Option<String>,
     /// Radius (default: the run's training eps).
@@ -31,11 +32,11 @@ pub struct AttackFlags {
     /// Norm (default: the run's training norm).
     #[arg(long)]
     pub norm: Option<String>,
-    /// Iterations (default: 20 for pgd; 100 for apgd-ce, apgd-dlr and apgd-t, as in
-    /// AutoAttack).
+    /// Iterations (default: 20 for pgd; 100 for apgd-ce, apgd-dlr, apgd-t, fab and fab-t,
+    /// as in AutoAttack).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// PGD and APGD restarts, the worst case per example kept (default 1).
+    /// PGD, APGD and FAB restarts, each on the points still robust (default 1).
     #[arg(long)]
     pub restarts: Option<usize>,
     /// PGD step size (default 2.5·eps/steps).
@@ -50,9 +51,19 @@ pub struct AttackFlags {
     /// Square: query budget per example (default 5000).
     #[arg(long)]
     pub queries: Option<usize>,
-    /// APGD-T: number of target classes (default 9).
+    /// APGD-T and FAB-T: number of target classes (default 9).
     #[arg(long)]
     pub targets: Option<usize>,
+    /// autoattack's version, as in the reference: standard (APGD-CE → APGD-T → FAB-T →
+    /// Square, the default), plus (adds restarts, APGD-DLR, untargeted FAB) or rand
+    /// (APGD-CE and APGD-DLR with EOT over 20 samples, for models with a random forward
+    /// pass).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// fgsm, pgd, apgd-*: gradient samples averaged per step (expectation over
+    /// transformation, for a model with a random forward pass; default 1: off).
+    #[arg(long)]
+    pub eot: Option<usize>,
     /// Text runs: edits per text (default 5).
     #[arg(long)]
     pub budget: Option<usize>,
@@ -65,7 +76,12 @@ impl AttackFlags {
         if self.budget.is_some() {
             bail!("--budget applies to text runs only (this is an image run)");
         }
-        let base = AttackSpec::named(self.attack.as_deref().unwrap_or("pgd"))?;
+        let name = self.attack.as_deref().unwrap_or("pgd");
+        let base = match &self.version {
+            Some(v) if name == "autoattack" => AttackSpec::autoattack(v)?,
+            Some(_) => bail!("--version applies to --attack autoattack only, not {name}"),
+            None => AttackSpec::named(name)?,
+        };
         let loss: AttackLoss = match &self.loss {
             Some(l) => l.parse()?,
             None => base.loss,
@@ -79,6 +95,7 @@ impl AttackFlags {
             target,
             queries: self.queries.unwrap_or(base.queries),
             targets: self.targets.unwrap_or(base.targets),
+            eot: self.eot.unwrap_or(base.eot),
             ..base
         })
     }
@@ -97,6 +114,8 @@ impl AttackFlags {
             ("--target", self.target.is_some()),
             ("--queries", self.queries.is_some()),
             ("--targets", self.targets.is_some()),
+            ("--version", self.version.is_some()),
+            ("--eot", self.eot.is_some()),
         ];
         let given: Vec<&str> = image_only
             .iter()
@@ -145,6 +164,10 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Discard the saved state of an interrupted evaluation with the same tag
+    /// (partial-eval-<tag>.json) instead of resuming from it.
+    #[arg(long)]
+    pub fresh: bool,
     /// Also run the sanity checklist (Carlini et al. 2019) on the evaluated examples and
     /// write checks.json; use --limit to bound its cost (it attacks the set ~10 times).
     #[arg(long)]

@@ -5,7 +5,7 @@ use advtrain::eval::checks::{self, ChecksConfig, Verdict};
 use advtrain::eval::RobustEval;
 use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, RunDir};
 use advtrain::threat::ThreatModel;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::args::EvalArgs;
 use crate::common;
@@ -27,21 +27,30 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
         anyhow::bail!("--batch-size must be at least 1, got 0");
     }
     let batch = args.batch_size;
+    let mut tag = spec.tag(threat, config.train.threat());
+    // A subset evaluation must not overwrite the full-test-set record.
+    if args.limit.is_some() {
+        tag.push_str(&format!("-n{}", test.len()));
+    }
+    let state_file = dir.eval_state_file(&tag);
+    if args.fresh {
+        dir.clear_eval_state(&tag)?;
+    } else if state_file.exists() {
+        println!("resuming:         {}", state_file.display());
+    }
     let request = EvalRequest {
         spec: &spec,
         threat,
         eps_curve: curve.as_deref(),
         batch_size: batch,
         seed: args.seed,
+        state_file: Some(&state_file),
     };
     let class_names = config.dataset_name()?.class_names();
-    let done = evaluate_spec(&model, &test, request, &class_names, &mut rng, &bars)?;
-    let mut tag = spec.tag(threat, config.train.threat());
-    // A subset evaluation must not overwrite the full-test-set record.
-    if args.limit.is_some() {
-        tag.push_str(&format!("-n{}", test.len()));
-    }
+    let done = evaluate_spec(&model, &test, request, &class_names, &mut rng, &bars)
+        .with_context(|| resume_hint(&state_file))?;
     let path = dir.record_eval(&tag, &done.record)?;
+    dir.clear_eval_state(&tag)?;
     print_eval(&done.result, &done.record, threat);
     println!("written:          {}", path.display());
     if args.checks {
@@ -65,6 +74,19 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     }
     common::print_report(advtrain::report::refresh_run(dir.path(), &device));
     Ok(())
+}
+
+/// What to do after a failed evaluation, given its state file.
+fn resume_hint(state_file: &std::path::Path) -> String {
+    if state_file.exists() {
+        format!(
+            "the evaluation stopped; its progress is kept in {} (run the same command to \
+             resume, or add --fresh to start over)",
+            state_file.display()
+        )
+    } else {
+        "the evaluation stopped".to_string()
+    }
 }
 
 /// The evaluation's figures: an ensemble's stages, the accuracies, the ε-curve.

@@ -541,9 +541,11 @@ fn wrong_shapes_targets_and_warmup_are_handled() {
 fn each_attack_has_its_own_defaults() {
     let help = run_ok(bin().args(["eval", "--help"]));
     assert!(
-        help.contains("100 for apgd-ce, apgd-dlr and apgd-t"),
+        help.contains("100 for apgd-ce, apgd-dlr, apgd-t, fab and fab-t"),
         "{help}"
     );
+    assert!(help.contains("square (black-box, linf and l2)"), "{help}");
+    assert!(help.contains("--version"), "{help}");
     let root = scratch("defaults");
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -590,5 +592,84 @@ fn each_attack_has_its_own_defaults() {
             .arg(&run),
     );
     assert!(err.contains("--budget applies to text runs only"), "{err}");
+    let refused = |args: &[&str], expect: &str| {
+        let err = run_err(
+            bin()
+                .args(["eval", "-q", "--limit", "8"])
+                .args(args)
+                .arg("--run")
+                .arg(&run),
+        );
+        assert!(err.contains(expect), "{args:?}: {err}");
+    };
+    refused(
+        &["--attack", "pgd", "--version", "plus"],
+        "--version applies to --attack autoattack only",
+    );
+    refused(
+        &["--attack", "autoattack", "--version", "deluxe"],
+        "unknown AutoAttack version 'deluxe'",
+    );
+    refused(
+        &["--attack", "square", "--eot", "4"],
+        "--eot applies to the gradient attacks",
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `eval` keeps its progress in partial-eval-<tag>.json while it runs and removes it once
+/// the record is written; a damaged state is refused with what to do, and --fresh starts
+/// over. (That a killed evaluation resumes to exactly the uninterrupted result is tested
+/// in the library suite, `parity::a_killed_evaluation_resumes_to_exactly_the_uninterrupted_result`.)
+#[test]
+fn evaluation_state_is_kept_while_running_and_checked_on_resume() {
+    let root = scratch("eval-state");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let run = root.join("run");
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "1",
+                "--limit",
+                "300",
+                "--val-size",
+                "50",
+            ])
+            .args(["--final-steps", "0", "-q", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    let eval = |extra: &[&str]| {
+        let mut c = bin();
+        c.args([
+            "eval", "-q", "--limit", "40", "--attack", "pgd", "--steps", "3",
+        ])
+        .args(extra)
+        .arg("--run")
+        .arg(&run);
+        c
+    };
+    run_ok(&mut eval(&[]));
+    let state = run.join("partial-eval-pgd-n40.json");
+    assert!(run.join("eval-pgd-n40.json").is_file());
+    assert!(
+        !state.exists(),
+        "the state is removed once the record is written"
+    );
+
+    std::fs::write(&state, b"{ not json").unwrap();
+    let err = run_err(&mut eval(&[]));
+    assert!(
+        err.contains("cannot resume from") && err.contains("--fresh"),
+        "{err}"
+    );
+    let out = run_ok(&mut eval(&["--fresh"]));
+    assert!(!out.contains("resuming"), "{out}");
+    assert!(!state.exists());
     let _ = std::fs::remove_dir_all(&root);
 }
