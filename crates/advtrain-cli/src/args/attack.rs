@@ -168,10 +168,20 @@ pub struct EvalArgs {
     /// (partial-eval-<tag>.json) instead of resuming from it.
     #[arg(long)]
     pub fresh: bool,
-    /// Also run the sanity checklist (Carlini et al. 2019) on the evaluated examples and
-    /// write checks.json; use --limit to bound its cost (it attacks the set ~10 times).
+    /// Also run the sanity checklist (Carlini et al. 2019 and AutoAttack's own checks) on
+    /// the evaluated examples and write checks.json: 1 accuracy falls with eps, 2 unbounded
+    /// attack reaches ~0%, 3 PGD beats FGSM, 4 PGD beats Square, 5 twice the budget changes
+    /// little, 6 gradients finite and non-zero, 7 batch-independent predictions, 8
+    /// deterministic forward pass, 9 logits not probabilities, 10 PGD beats random noise,
+    /// 11 PGD beats transfer from a standard model (trained once for 2 epochs and cached in
+    /// the run as surrogate-standard.safetensors, or --transfer-from). Use --limit to bound
+    /// its cost: it attacks the set ~12 times.
     #[arg(long)]
     pub checks: bool,
+    /// The transfer check's surrogate: this run's model instead of a standard model trained
+    /// for the purpose (same input shape and classes required).
+    #[arg(long, value_name = "RUN_DIR", requires = "checks")]
+    pub transfer_from: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }

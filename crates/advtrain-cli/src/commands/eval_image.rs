@@ -59,13 +59,29 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
             cfg.steps = steps.max(1);
         }
         cfg.batch_size = batch;
-        let results = checks::run_checks(&model, &test, &cfg, &mut rng, &bars)?;
+        let surrogate = advtrain::run::checks_surrogate(
+            &dir,
+            &config,
+            args.data.as_deref(),
+            args.transfer_from.as_deref(),
+            &device,
+            &bars,
+        )?;
+        let results = checks::run_checks_with_surrogate(
+            &model,
+            &surrogate.model,
+            &test,
+            &cfg,
+            &mut rng,
+            &bars,
+        )?;
         println!("sanity checks (n={}):", test.len());
+        println!("  transfer surrogate: {}", surrogate.origin);
         for c in &results {
             let tag = match c.verdict {
                 Verdict::Pass => "PASS",
                 Verdict::Warn => "WARN",
-                Verdict::Skip => "SKIP",
+                Verdict::Skip => "SKIP (not run)",
             };
             println!("  {tag} {}. {}: {}", c.id, c.name, c.detail);
         }

@@ -1,10 +1,12 @@
 //! The `advtrain` binary tested end to end, in one test binary (one link instead of four):
 //! training, evaluation, attacks and resume after `kill -9` on generated images and texts,
-//! clear errors on bad input, `bench`'s JSON, and the report rendered in Chromium.
+//! the sanity checklist and its transfer surrogate, clear errors on bad input, `bench`'s JSON,
+//! and the report rendered in Chromium.
 
 mod common;
 
 mod bench;
+mod checks;
 mod end_to_end;
 mod report_browser;
 mod text_end_to_end;

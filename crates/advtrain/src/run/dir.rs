@@ -383,13 +383,14 @@ pub(crate) fn read_evals(dir: &Path) -> Result<Vec<EvalFile>> {
 /// Whether a file in a run directory is a result of its model (removed by a forced
 /// [`RunDir::create`]); the configuration goes too, since the new run writes its own.
 fn is_result(name: &str) -> bool {
-    const FIXED: [&str; 10] = [
+    const FIXED: [&str; 11] = [
         files::CONFIG,
         files::MODEL,
         files::METRICS,
         files::SUMMARY,
         files::BEST_MODEL,
         files::CHECKS,
+        files::SURROGATE,
         files::REPORT,
         checkpoint::CHECKPOINT,
         checkpoint::PREVIOUS,
@@ -448,6 +449,7 @@ mod tests {
             "eval-pgd.json",
             "eval-deepwordbug-b2.json",
             "checks.json",
+            "surrogate-standard.safetensors",
             "examples-hotflip-b2.jsonl",
             "report.html",
         ];

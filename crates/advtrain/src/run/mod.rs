@@ -12,6 +12,7 @@
 //!   summary.json             the headline numbers
 //!   eval-<tag>.json          one record per evaluation (text runs: also examples-<tag>.jsonl)
 //!   checks.json              the sanity checklist, when asked for
+//!   surrogate-standard.safetensors  the checklist's transfer surrogate (a standard model)
 //!   report.html
 //! ```
 //!
@@ -23,6 +24,7 @@ mod dir;
 mod evaluate;
 mod finish;
 mod image;
+mod surrogate;
 mod worst_case;
 
 use std::path::PathBuf;
@@ -40,6 +42,10 @@ pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
 pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
 pub use image::ImageSplits;
 pub use worst_case::{worst_case, WorstCase};
+pub use surrogate::{
+    checks_surrogate, standard_surrogate, surrogate_from_run, surrogate_train_config, Surrogate,
+    SURROGATE_EPOCHS, SURROGATE_SEED,
+};
 
 /// File names inside a run directory, written once so every reader and writer agrees.
 pub mod files {
@@ -55,6 +61,9 @@ pub mod files {
     pub const SUMMARY: &str = "summary.json";
     /// The sanity checklist, written by an evaluation that asks for it.
     pub const CHECKS: &str = "checks.json";
+    /// The checklist's standard surrogate model for the transfer check, trained once on the
+    /// run's training data and reused.
+    pub const SURROGATE: &str = "surrogate-standard.safetensors";
     /// The HTML report.
     pub const REPORT: &str = "report.html";
     /// `eval-<attack>.json`

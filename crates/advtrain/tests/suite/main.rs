@@ -10,6 +10,7 @@
 mod common;
 
 mod attacks;
+mod checklist;
 mod custom_step;
 mod data_readers;
 mod datasets;
