@@ -306,10 +306,9 @@ impl Merged {
         self.seen = true;
         let take: Vec<usize> = (0..rows.len())
             .filter(|&k| {
+                // Rows come from `rows_to_attack`: after the first run, none is broken yet.
                 let i = rows[k];
-                first
-                    || (run.success[k] && !self.success[i])
-                    || (!run.success[k] && !self.success[i] && run.loss[k] > self.loss[i])
+                first || (!self.success[i] && (run.success[k] || run.loss[k] > self.loss[i]))
             })
             .collect();
         if take.is_empty() {

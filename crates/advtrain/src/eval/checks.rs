@@ -685,9 +685,9 @@ fn batch_composition<M: Classifier>(model: &M, data: &Dataset, repeat: &Repeatab
         max_diff = max_diff.max(distance_inf(a, b) / scale);
         usize::from(argmax(a) != argmax(b))
     };
-    for i in 0..n {
+    for (i, row) in together.iter().enumerate().take(n) {
         let alone = outputs(&model, data, &[i]);
-        changed += compare(&together[i], &alone[0]);
+        changed += compare(row, &alone[0]);
     }
     for (j, &i) in order.iter().enumerate() {
         changed += compare(&together[i], &shuffled[j]);

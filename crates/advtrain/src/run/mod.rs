@@ -41,11 +41,11 @@ pub use dir::{EpochRecorder, EvalFile, RunDir, Task};
 pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
 pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
 pub use image::ImageSplits;
-pub use worst_case::{worst_case, WorstCase};
 pub use surrogate::{
     checks_surrogate, standard_surrogate, surrogate_from_run, surrogate_train_config, Surrogate,
     SURROGATE_EPOCHS, SURROGATE_SEED,
 };
+pub use worst_case::{worst_case, WorstCase};
 
 /// File names inside a run directory, written once so every reader and writer agrees.
 pub mod files {
