@@ -354,13 +354,16 @@ fn run_stage<M: Classifier, A: Attack>(
     }
     progress.end();
     let robust_now = state.robust_count();
-    progress.note(&format!(
-        "{}: broke {} of {} points; robust accuracy now {:.2}%",
-        attack.name(),
-        stage.broken,
-        stage.attacked.len(),
-        100.0 * robust_now as f64 / data.len().max(1) as f64
-    ));
+    if plan.cover == Cover::StillRobust {
+        // An ensemble says what each stage added; a single attack's result is its caller's.
+        progress.note(&format!(
+            "{}: broke {} of {} points; robust accuracy now {:.2}%",
+            attack.name(),
+            stage.broken,
+            stage.attacked.len(),
+            100.0 * robust_now as f64 / data.len().max(1) as f64
+        ));
+    }
     state.stages.push(Stage {
         attack: attack.name(),
         attacked: stage.attacked.len(),
