@@ -191,7 +191,7 @@ pub fn run_stages<M: Classifier, A: Attack>(
     let started = Instant::now();
     let eval_model = model.valid();
     let key = plan.key(data.len());
-    let (clean_correct, clean_pred) = clean_pass(&eval_model, data, key.batch_size, progress)?;
+    let (clean_correct, clean_pred) = clean_pass(&eval_model, data, key.batch_size)?;
     let mut state = match saved {
         Some(s) => resumed(s, &key, data, &clean_correct, rng)?,
         None => fresh(key, data, clean_correct, clean_pred, rng),
@@ -207,12 +207,12 @@ pub fn run_stages<M: Classifier, A: Attack>(
     Ok(state)
 }
 
-/// Clean correctness and predictions for every example, with a check for finite logits.
+/// Clean correctness and predictions for every example, with a check for finite logits (a
+/// forward pass per batch: too quick for a progress bar of its own).
 fn clean_pass<M: Classifier>(
     eval_model: &M,
     data: &Dataset,
     batch_size: usize,
-    progress: &dyn Progress,
 ) -> Result<(Vec<bool>, Vec<u8>)> {
     let device = first_device(eval_model);
     let order: Vec<usize> = (0..data.len()).collect();
@@ -220,7 +220,6 @@ fn clean_pass<M: Classifier>(
         Vec::with_capacity(data.len()),
         Vec::with_capacity(data.len()),
     );
-    progress.begin("clean", data.len() as u64);
     for chunk in order.chunks(batch_size) {
         let (x, y) = data.batch(chunk, &device);
         let logits = eval_model.logits(x);
@@ -228,9 +227,7 @@ fn clean_pass<M: Classifier>(
         let pred = logits.argmax(1).reshape([chunk.len()]);
         flags.extend(correct(&pred, &y));
         preds.extend(int_vec(&pred).into_iter().map(|p| p as u8));
-        progress.advance(chunk.len() as u64, "");
     }
-    progress.end();
     Ok((flags, preds))
 }
 
