@@ -11,8 +11,8 @@
 use burn::prelude::{Int, Tensor, TensorData};
 
 use super::{
-    blend_rows as blend, cross_entropy, dlr, dlr_targeted, eval_mode, float_vec,
-    input_gradient_eot, int_vec, replace_rows, select_labels, select_rows, Attack,
+    blend_rows as blend, cross_entropy, dlr, dlr_targeted, eot_suffix, eval_mode, float_vec,
+    input_gradient_eot, int_vec, replace_rows, rows_of, select_rows, Attack,
 };
 use crate::model::Classifier;
 use crate::rng::{self, AdvRng};
@@ -242,25 +242,6 @@ impl Attack for ApgdTargeted {
             merged.absorb(&rows, run);
         }
         merged.x
-    }
-}
-
-/// The name suffix of an attack averaging `eot` gradient samples (none for 1).
-fn eot_suffix(eot: usize) -> String {
-    if eot > 1 {
-        format!(" eot={eot}")
-    } else {
-        String::new()
-    }
-}
-
-/// The rows `rows` of a batch and of its labels (the whole batch without copying when
-/// `rows` is all of it).
-fn rows_of(x: &Tensor<4>, y: &Tensor<1, Int>, rows: &[usize]) -> (Tensor<4>, Tensor<1, Int>) {
-    if rows.len() == x.dims()[0] {
-        (x.clone(), y.clone())
-    } else {
-        (select_rows(x, rows), select_labels(y, rows))
     }
 }
 

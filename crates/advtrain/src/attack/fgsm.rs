@@ -3,7 +3,7 @@
 
 use burn::prelude::{Int, Tensor};
 
-use super::{eval_mode, input_gradient, input_gradient_eot, Attack, AttackLoss};
+use super::{eot_suffix, eval_mode, input_gradient, input_gradient_eot, Attack, AttackLoss};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::{Norm, ThreatModel};
@@ -101,12 +101,11 @@ impl Attack for Fgsm {
             Norm::L2 => "fgm",
         };
         let rs = if self.random_start { "-rs" } else { "" };
-        let eot = if self.eot > 1 {
-            format!(" eot={}", self.eot)
-        } else {
-            String::new()
-        };
-        format!("{base}{rs} {}{eot}", self.threat.describe())
+        format!(
+            "{base}{rs} {}{}",
+            self.threat.describe(),
+            eot_suffix(self.eot)
+        )
     }
 
     fn threat(&self) -> ThreatModel {

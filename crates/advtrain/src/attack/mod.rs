@@ -226,6 +226,29 @@ fn row_indices(rows: &[usize], device: &burn::prelude::Device) -> Tensor<1, Int>
     Tensor::<1, Int>::from_data(TensorData::new(idx, [rows.len()]), device)
 }
 
+/// The name suffix of an attack averaging `eot` gradient samples (none for 1).
+pub(crate) fn eot_suffix(eot: usize) -> String {
+    if eot > 1 {
+        format!(" eot={eot}")
+    } else {
+        String::new()
+    }
+}
+
+/// The rows `rows` of a batch and of its labels (the whole batch without copying when
+/// `rows` is all of it).
+pub(crate) fn rows_of(
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    rows: &[usize],
+) -> (Tensor<4>, Tensor<1, Int>) {
+    if rows.len() == x.dims()[0] {
+        (x.clone(), y.clone())
+    } else {
+        (select_rows(x, rows), select_labels(y, rows))
+    }
+}
+
 /// Reads an integer tensor back to the host.
 pub(crate) fn int_vec(t: &Tensor<1, Int>) -> Vec<i64> {
     let data = t.to_data();

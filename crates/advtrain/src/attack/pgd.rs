@@ -4,8 +4,8 @@
 use burn::prelude::{Int, Tensor};
 
 use super::{
-    choose_targets, eval_mode, float_vec, input_gradient_eot, int_vec, replace_rows, select_labels,
-    select_rows, Attack, AttackLoss, InputGradient, TargetMode,
+    choose_targets, eot_suffix, eval_mode, float_vec, input_gradient_eot, int_vec, replace_rows,
+    rows_of, select_rows, Attack, AttackLoss, InputGradient, TargetMode,
 };
 use crate::model::Classifier;
 use crate::rng::AdvRng;
@@ -161,11 +161,7 @@ impl Pgd {
             if rows.is_empty() {
                 break;
             }
-            let (x_rows, labels_rows) = if rows.len() == best.len() {
-                (x.clone(), labels.clone())
-            } else {
-                (select_rows(&x, &rows), select_labels(&labels, &rows))
-            };
+            let (x_rows, labels_rows) = rows_of(&x, &labels, &rows);
             let start = self.random_start || restart > 0;
             let x_adv = self.ascend(
                 eval_model,
@@ -238,11 +234,7 @@ impl Attack for Pgd {
             Some(TargetMode::Class(c)) => format!("-targeted({c})"),
             None => String::new(),
         };
-        let eot = if self.eot > 1 {
-            format!(" eot={}", self.eot)
-        } else {
-            String::new()
-        };
+        let eot = eot_suffix(self.eot);
         format!(
             "pgd{t}-{}x{} {} {} alpha={:.4}{eot}",
             self.steps,
