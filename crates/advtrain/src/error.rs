@@ -29,6 +29,15 @@ pub enum Error {
         /// fit the architecture (the missing ones are listed).
         message: String,
     },
+    /// An ONNX model could not be imported or written.
+    #[error("ONNX model {path}: {message}")]
+    Onnx {
+        /// The `.onnx` file.
+        path: PathBuf,
+        /// What is wrong, naming the node, the operator and the opset when one node is at
+        /// fault.
+        message: String,
+    },
     /// A run record (JSON/TOML) is malformed.
     #[error("{path}: {message}")]
     Record {

@@ -648,9 +648,7 @@ pub fn conv2d_relu(module: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 fn conv2d_fused(module: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
-    let [_, channels_in, height, width] = x.dims();
-    let weight = module.weight.val();
-    let [channels_out, weight_in, _, _] = weight.dims();
+    let [_, _, height, width] = x.dims();
     let ((top, bottom), (left, right)) = padding_pairs(
         &module.padding,
         [height, width],
@@ -664,20 +662,51 @@ fn conv2d_fused(module: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
         dilation: module.dilation,
         relu,
     };
+    let bias = module.bias.as_ref().map(|b| b.val());
+    conv2d_tensors(x, module.weight.val(), bias, spec, module.groups)
+}
+
+/// A 2-D convolution of `x` `[n, c_in, h, w]` with `weight` `[c_out, c_in / groups, kh, kw]`
+/// and an optional `bias`, as `spec` says: the fast path where it applies (ungrouped, f32
+/// on Flex), burn's `conv2d` otherwise. What imported (ONNX) models call; the zoo's layers
+/// go through [`conv2d`].
+pub fn conv2d_tensors(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    spec: ConvSpec,
+    groups: usize,
+) -> Tensor<4> {
+    let [_, channels_in, _, _] = x.dims();
+    let [channels_out, weight_in, _, _] = weight.dims();
     let fits = geometry(&x.dims(), &weight.dims(), spec)
         .output_size()
         .is_some();
     let usable = enabled()
-        && module.groups == 1
+        && groups == 1
         && weight_in == channels_in
         && fits
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && is_flex(&x.device());
     if !usable {
-        return relu_if(module.forward(x), relu);
+        let padding = [
+            (spec.padding_begin[0], spec.padding_end[0]),
+            (spec.padding_begin[1], spec.padding_end[1]),
+        ];
+        let options = burn::tensor::ops::ConvOptions::new_with_padding(
+            spec.stride,
+            padding,
+            spec.dilation,
+            groups,
+        );
+        let out = burn::tensor::module::conv2d(x, weight, bias, options);
+        return relu_if(out, spec.relu);
     }
-    let bias = bias_or_zeros(&module.bias, channels_out, &x.device());
+    let bias = match bias {
+        Some(b) => b,
+        None => Tensor::zeros([channels_out], &x.device()),
+    };
     Tensor::<4>::from_dispatch(<Dispatch as FastConvBackend>::fast_conv2d(
         x.into_dispatch(),
         weight.into_dispatch(),

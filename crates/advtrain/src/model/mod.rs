@@ -6,6 +6,7 @@
 
 mod madry_cnn;
 mod mlp;
+pub mod onnx;
 mod preact_resnet;
 mod small_cnn;
 

@@ -19,6 +19,7 @@ mod fab;
 mod fastpath;
 mod gradients;
 mod monitoring;
+mod onnx_import;
 mod parity;
 mod report;
 mod square;
