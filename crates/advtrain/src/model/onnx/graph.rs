@@ -282,24 +282,25 @@ pub(crate) fn build(file: &str, model: ModelProto) -> Result<(Graph, Weights), L
     let names = slot_names(&slots);
     let (params, buffers) = classify(&nodes, &init_order, &inits, &slots);
     let mut constants: Vec<Option<HostTensor>> = vec![None; n_slots];
-    let trained: Vec<&str> = params
-        .iter()
-        .chain(&buffers)
-        .map(|p| p.name.as_str())
-        .collect();
-    for (name, value) in &inits {
-        if !trained.contains(&name.as_str()) {
-            constants[slots.ids[name]] = Some(value.clone());
-        }
-    }
-    let take = |specs: &[ParamSpec]| -> Vec<Vec<f32>> {
-        specs.iter().map(|p| inits[&p.name].to_f32s()).collect()
+    // Move each initializer to where it belongs (weights to the module, the rest to the
+    // constants): no copies, so a large model is held once.
+    let mut take = |specs: &[ParamSpec]| -> Vec<Vec<f32>> {
+        specs
+            .iter()
+            .map(|p| {
+                inits
+                    .remove(&p.name)
+                    .map_or_else(Vec::new, HostTensor::into_f32s)
+            })
+            .collect()
     };
     let weights = Weights {
         params: take(&params),
         buffers: take(&buffers),
     };
-    drop(inits);
+    for (name, value) in inits {
+        constants[slots.ids[&name]] = Some(value);
+    }
     let nodes = fold_constants(nodes, &mut constants, opset, &names)?;
     let nodes = with_frees(nodes, output, n_slots);
     let buffer_of_slot = buffers

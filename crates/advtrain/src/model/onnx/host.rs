@@ -148,6 +148,14 @@ impl HostTensor {
         }
     }
 
+    /// The elements as floats, without a copy when they already are.
+    pub fn into_f32s(self) -> Vec<f32> {
+        match self.data {
+            HostData::F32(v) => v,
+            _ => self.to_f32s(),
+        }
+    }
+
     /// The elements as booleans (non-zero is true).
     pub fn to_bools(&self) -> Vec<bool> {
         match &self.data {

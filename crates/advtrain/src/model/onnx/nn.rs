@@ -290,8 +290,7 @@ fn batch_statistics(x: Ft, c: usize) -> Result<(Tensor<1>, Tensor<1>), String> {
     let n: usize = x.dims().iter().product::<usize>() / c;
     let rank = x.rank();
     let flat: Tensor<2> = by_rank!(rank, D => {
-        let t = x.clone().lift::<D>()?.swap_dims(0, 1);
-        Ok(Ft::R1(t.reshape([n * c])).typed([c, n]))
+        Ok(x.clone().lift::<D>()?.swap_dims(0, 1).reshape([c, n]))
     })?;
     let mean = flat.clone().mean_dim(1);
     let centred = flat - mean.clone();
