@@ -15,7 +15,8 @@ use clap::Parser;
 
 use args::{Cli, Command, TrainArgs};
 use commands::{
-    attack_image, attack_text, bench, eval_image, eval_text, report, train_image, train_text,
+    attack_image, attack_text, bench, eval_image, eval_text, export, report, train_image,
+    train_text,
 };
 
 /// mimalloc instead of the system allocator: the training and attack loops allocate and
@@ -52,8 +53,9 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train(&a),
+        Command::Eval(a) if a.model.is_some() => eval_image::run_import(&a),
         Command::Eval(a) => {
-            let dir = RunDir::open(&a.run)?;
+            let dir = RunDir::open(a.run_dir()?)?;
             match dir.task() {
                 Task::Image => eval_image::run(&a, dir),
                 Task::Text => eval_text::run(&a, dir),
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Report(a) => report::run(&a),
+        Command::Export(a) => export::run(&a),
         Command::Bench(a) => bench::run(&a),
     }
 }

@@ -21,7 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use burn::prelude::{Device, Int, Module, Tensor, TensorData};
+use burn::prelude::{Device, Int, Tensor, TensorData};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +146,9 @@ pub struct BenchConfig {
     /// Models to benchmark, each built for Fashion-MNIST's 1×28×28 input and 10 classes;
     /// only those with a FLOP count ([`forward_macs`]) are accepted.
     pub models: Vec<ModelKind>,
+    /// ONNX files to benchmark beside them (1×28×28 inputs; no FLOP count, so no GFLOP/s),
+    /// to compare an imported model with its zoo equivalent.
+    pub onnx: Vec<std::path::PathBuf>,
     /// Which workloads to time, in [`Workload::ALL`] order whatever the order given.
     pub workloads: Vec<Workload>,
     /// Images per timed batch (default 128); must be at least 1.
@@ -162,6 +165,7 @@ impl Default for BenchConfig {
     fn default() -> Self {
         Self {
             models: vec![ModelKind::SmallCnn, ModelKind::MadryCnn],
+            onnx: Vec::new(),
             workloads: Workload::ALL.to_vec(),
             batch: 128,
             reps: 5,
@@ -181,7 +185,7 @@ impl BenchConfig {
         if self.reps == 0 {
             return Err(Error::config("--reps must be >= 1"));
         }
-        if self.models.is_empty() {
+        if self.models.is_empty() && self.onnx.is_empty() {
             return Err(Error::config("--models must name at least one model"));
         }
         if self.workloads.is_empty() {
@@ -461,6 +465,41 @@ pub fn bench_model(
     let flops = forward_flops(kind, &shape)? as f64;
     device.seed(config.seed);
     let model = ZooModel::new(kind, &shape, None, device)?;
+    bench_classifier(kind.as_str(), model, flops, config, device, on_done)
+}
+
+/// Times every workload for an ONNX file (its FLOPs are not counted: `gflops_median` is 0).
+pub fn bench_onnx(
+    path: &std::path::Path,
+    config: &BenchConfig,
+    device: &Device,
+    on_done: &mut dyn FnMut(&Measurement),
+) -> Result<Vec<Measurement>> {
+    let model = crate::model::onnx::OnnxModel::load(path, &Default::default(), device)?;
+    if model.shape() != &ModelShape::fashion_mnist() {
+        return Err(Error::config(format!(
+            "{}: bench feeds 1×28×28 images in 10 classes; the model takes {:?}",
+            path.display(),
+            model.shape()
+        )));
+    }
+    let name = format!(
+        "onnx:{}",
+        path.file_name().map_or("".into(), |n| n.to_string_lossy())
+    );
+    bench_classifier(&name, model, 0.0, config, device, on_done)
+}
+
+/// Times every workload for `model` (named `name`, `flops` per forward image).
+fn bench_classifier<M: Classifier + 'static>(
+    name: &str,
+    model: M,
+    flops: f64,
+    config: &BenchConfig,
+    device: &Device,
+    on_done: &mut dyn FnMut(&Measurement),
+) -> Result<Vec<Measurement>> {
+    let shape = ModelShape::fashion_mnist();
     let data_device = device.clone().without_autodiff();
     let mut rng = rng::seeded(config.seed);
     let (x, y) = random_batch(config.batch, &shape, &mut rng, &data_device);
@@ -498,7 +537,7 @@ pub fn bench_model(
                 } else {
                     "pgd-at"
                 })?;
-                let mut step = method.image_step::<ZooModel>();
+                let mut step = method.image_step::<M>();
                 let mut live = Some(model.clone().train());
                 let mut optimizer = OptimizerConfig::sgd().build();
                 let mut failed = None;
@@ -533,7 +572,7 @@ pub fn bench_model(
             }
         };
         let m = Measurement::from_times(
-            kind.as_str(),
+            name,
             workload,
             config.batch,
             flops * workload.forward_equivalents(),
@@ -558,6 +597,9 @@ pub fn run(
     let mut results = Vec::new();
     for &kind in &config.models {
         results.extend(bench_model(kind, config, device, on_done)?);
+    }
+    for path in &config.onnx {
+        results.extend(bench_onnx(path, config, device, on_done)?);
     }
     Ok(BenchReport {
         date: rfc3339_utc(SystemTime::now()),

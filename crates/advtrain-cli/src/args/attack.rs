@@ -10,7 +10,7 @@ use advtrain::threat::{Norm, ThreatModel};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::Common;
+use super::{Common, ModelInputFlags};
 
 /// Edits per text a text attack may make unless `--budget` says otherwise.
 pub const DEFAULT_TEXT_BUDGET: usize = 5;
@@ -146,9 +146,27 @@ impl AttackFlags {
 /// `advtrain eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Run directory written by `advtrain train`.
-    #[arg(long)]
-    pub run: PathBuf,
+    /// Run directory written by `advtrain train` (or by an earlier `eval --model`).
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// Your own image classifier as an ONNX file: evaluated without a training run (a run
+    /// directory is made for it, see --out; needs --eps).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: Option<PathBuf>,
+    /// With --model: the run directory to write (default runs/<file name>); evaluating the
+    /// same file again adds to it.
+    #[arg(long, requires = "model")]
+    pub out: Option<PathBuf>,
+    /// With --model: the data set: fashion-mnist (default), mnist, cifar10, npy (--data
+    /// DIR with test.npz or x_test.npy + y_test.npy) or image-folder (--data DIR with one
+    /// sub-directory of images per class, resized and centre-cropped to the model's input).
+    #[arg(long, requires = "model")]
+    pub dataset: Option<String>,
+    /// With --model: overwrite a run directory that holds something else.
+    #[arg(long, requires = "model")]
+    pub force: bool,
+    #[command(flatten)]
+    pub input: ModelInputFlags,
     #[command(flatten)]
     pub spec: AttackFlags,
     /// Also measure robust accuracy at these radii, e.g. 0,0.05,0.1,0.15,0.2.
@@ -187,6 +205,13 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
+    /// The run directory `--run` names (given unless `--model` is).
+    pub fn run_dir(&self) -> Result<&std::path::Path> {
+        self.run
+            .as_deref()
+            .context("give --run RUN_DIR or --model FILE.onnx")
+    }
+
     /// `--eps-curve` as radii.
     pub fn curve(&self) -> Result<Option<Vec<f32>>> {
         self.eps_curve.as_deref().map(parse_eps_list).transpose()

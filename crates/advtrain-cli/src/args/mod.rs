@@ -2,6 +2,7 @@
 //! and never look at the command line themselves.
 
 mod attack;
+mod model_input;
 mod train;
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use attack::{AttackArgs, EvalArgs, DEFAULT_TEXT_BUDGET};
+pub use model_input::ModelInputFlags;
 pub use train::{TrainArgs, TrainFlags};
 
 /// The command line.
@@ -43,6 +45,9 @@ pub enum Command {
     Attack(Box<AttackArgs>),
     /// Write one self-contained HTML report (charts, tables, checklist) for one or more runs.
     Report(Box<ReportArgs>),
+    /// Write a run's model for another framework: an imported model as ONNX with the
+    /// trained weights, a zoo model as a PyTorch state dict (safetensors).
+    Export(Box<ExportArgs>),
     /// Measure throughput (images/s, GFLOP/s) of inference, PGD-10 and adversarial training steps.
     Bench(Box<BenchArgs>),
 }
@@ -78,6 +83,26 @@ pub struct ReportArgs {
     pub common: Common,
 }
 
+/// `advtrain export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run directory written by `advtrain train` (or `eval --model`).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// onnx (runs started from an ONNX file; the default for them) or pytorch (zoo models;
+    /// their default): a safetensors state dict for the modules in scripts/torch_zoo.py.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Output file (default: model-export.onnx or model-pytorch.safetensors in the run).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Export the best checkpoint (model-best.safetensors) instead of the final weights.
+    #[arg(long)]
+    pub best: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `advtrain bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -90,7 +115,8 @@ pub struct BenchArgs {
     /// Untimed repetitions before timing.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Comma-separated models to measure.
+    /// Comma-separated models to measure: zoo names, or ONNX files (FILE.onnx, taking
+    /// 1×28×28 images) to compare an imported model with its zoo equivalent.
     #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step.

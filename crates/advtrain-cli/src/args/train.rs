@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
-use super::Common;
+use super::{Common, ModelInputFlags};
 
 /// The training flags of `advtrain train`, as typed (all optional; the command resolves them
 /// into a run's `RunConfig`). Every one can also come from `--config FILE` (TOML, same names
@@ -16,14 +16,16 @@ use super::Common;
 #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainFlags {
-    /// Data set: fashion-mnist, mnist or cifar10.
+    /// Data set: fashion-mnist, mnist, cifar10, npy (--data DIR with train.npz and
+    /// test.npz, or x_train.npy, y_train.npy, x_test.npy, y_test.npy) or image-folder
+    /// (--data DIR with train/ and test/, one sub-directory of images per class).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Directory holding the data set's files (default for fashion-mnist:
     /// /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Model: small-cnn, madry-cnn, mlp, preact-resnet18.
+    /// Model: small-cnn, madry-cnn, mlp, preact-resnet18 (or your own: see --init).
     #[arg(long)]
     pub model: Option<String>,
     /// Method: standard, pgd-at, mixed, fgsm-rs, trades, free, mart.
@@ -256,6 +258,13 @@ pub struct TrainArgs {
     /// Overwrite an existing run directory.
     #[arg(long)]
     pub force: bool,
+    /// Start from your own model, an ONNX file (instead of --model): every method fine-tunes
+    /// its weights, batch norm in training mode; `advtrain export --run DIR --format onnx`
+    /// hands the result back.
+    #[arg(long, value_name = "FILE.onnx", conflicts_with_all = ["model", "resume"])]
+    pub init: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: ModelInputFlags,
     #[command(flatten)]
     pub common: Common,
 }
@@ -278,7 +287,7 @@ impl TrainArgs {
     /// An error if `--resume` comes with training settings: a resumed run continues with
     /// its own configuration, or it would not end where an uninterrupted one does.
     pub fn check_resume_alone(&self) -> Result<()> {
-        if self.settings != TrainFlags::default() || self.config.is_some() {
+        if self.settings != TrainFlags::default() || self.config.is_some() || self.input.any() {
             bail!(
                 "--resume continues with the run's own {}; give no other training settings",
                 files::CONFIG

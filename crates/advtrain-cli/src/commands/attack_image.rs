@@ -38,7 +38,7 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
     let tensors = args.out.join("adversarial.safetensors");
     report::save_examples(&tensors, &ex)?;
     let grid_path = args.out.join("grid.png");
-    let grid = report::adversarial_grid(&ex, &config.dataset_name()?.class_names());
+    let grid = report::adversarial_grid(&ex, &config.class_names_or(&test));
     grid.save(&grid_path)
         .with_context(|| format!("{}: cannot write PNG", grid_path.display()))?;
     let clean_ok = (0..n).filter(|&i| ex.clean_pred[i] == ex.labels[i]).count();

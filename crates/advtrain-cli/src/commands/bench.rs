@@ -11,11 +11,15 @@ use crate::args::BenchArgs;
 /// Measures what `args` ask for and prints a table or JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = args.common.setup()?;
-    let models = args
+    let (onnx, zoo): (Vec<&String>, Vec<&String>) = args
         .models
+        .iter()
+        .partition(|m| m.trim().ends_with(".onnx"));
+    let models = zoo
         .iter()
         .map(|m| m.trim().parse::<ModelKind>())
         .collect::<advtrain::Result<Vec<_>>>()?;
+    let onnx = onnx.iter().map(|m| m.trim().into()).collect();
     let workloads = args
         .workloads
         .iter()
@@ -23,6 +27,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .collect::<advtrain::Result<Vec<_>>>()?;
     let config = BenchConfig {
         models,
+        onnx,
         workloads,
         batch: args.batch,
         reps: args.reps,
@@ -76,16 +81,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One table row; an ONNX model's FLOPs are not counted, so its GFLOP/s shows as "-".
 fn row(m: &Measurement) -> String {
+    let gflops = if m.gflops_median > 0.0 {
+        format!("{:.2}", m.gflops_median)
+    } else {
+        "-".into()
+    };
     format!(
-        "{:<10} {:<13} {:>9.1} [{:>8.1}..{:>8.1}] {:>11.4} {:>9.2}",
+        "{:<10} {:<13} {:>9.1} [{:>8.1}..{:>8.1}] {:>11.4} {:>9}",
         m.model,
         m.workload,
         m.images_per_s_median,
         m.images_per_s_min,
         m.images_per_s_max,
         m.seconds_per_batch_median,
-        m.gflops_median
+        gflops
     )
 }
 

@@ -3,9 +3,14 @@
 
 use advtrain::eval::checks::{self, ChecksConfig, Verdict};
 use advtrain::eval::RobustEval;
-use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, RunDir};
-use advtrain::threat::ThreatModel;
-use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+use advtrain::data::DatasetName;
+use advtrain::model::ImageModel;
+use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, ImportRequest, RunConfig, RunDir};
+use advtrain::threat::{Norm, ThreatModel};
+use anyhow::{bail, Context, Result};
+use burn::prelude::Device;
 
 use crate::args::EvalArgs;
 use crate::common;
@@ -13,10 +18,91 @@ use crate::progress::Bars;
 
 /// Runs the evaluation `args` ask for on the image run `dir`.
 pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
+    if args.input.any() {
+        bail!(
+            "--input-range, --mean, --std, --input-shape and --class-names describe a model \
+             given with --model; a run keeps the settings it was made with"
+        );
+    }
     let device = args.common.setup()?;
     let config = dir.config()?;
     let model = dir.load_model(&config, &device)?;
-    let threat = args.spec.threat(&config)?;
+    evaluate(args, &dir, &config, &model, &device)
+}
+
+/// `advtrain eval --model net.onnx`: imports the file into a run directory of its own
+/// (or the one an earlier evaluation of the same file made), then evaluates it as a run.
+pub fn run_import(args: &EvalArgs) -> Result<()> {
+    let path = args.model.as_deref().context("--model FILE.onnx")?;
+    let device = args.common.setup()?;
+    let request = import_request(args, path)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = path
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy());
+        PathBuf::from("runs").join(stem.as_ref())
+    });
+    let (dir, mut config, onnx) = advtrain::run::import_onnx(&out, &request, args.force, &device)?;
+    config.class_names = args.input.class_names(config.shape.num_classes)?;
+    if config.class_names.is_some() {
+        dir.write_config(&config)?;
+    }
+    let s = &config.shape;
+    println!(
+        "model:            {} (opset {}, {}×{}×{} images, {} classes, sha256 {})",
+        path.display(),
+        onnx.opset(),
+        s.channels,
+        s.height,
+        s.width,
+        s.num_classes,
+        &config.onnx.as_ref().map_or("", |o| o.sha256.as_str())[..12]
+    );
+    println!("run directory:    {}", dir.path().display());
+    evaluate(args, &dir, &config, &ImageModel::Onnx(onnx), &device)
+}
+
+/// What `eval --model` asks to import: the file, its input flags, the data, the radius.
+fn import_request(args: &EvalArgs, path: &Path) -> Result<ImportRequest> {
+    let dataset: DatasetName = args.dataset.as_deref().unwrap_or("fashion-mnist").parse()?;
+    let data_dir = match &args.data {
+        Some(d) => d.clone(),
+        None => dataset.default_dir().with_context(|| {
+            format!(
+                "{dataset} has no default location: pass --data DIR ({})",
+                dataset.missing_hint()
+            )
+        })?,
+    };
+    let Some(eps) = args.spec.eps else {
+        bail!("--model needs --eps: the radius of the threat model, in [0,1] pixel units (e.g. --eps 0.1 for Fashion-MNIST)");
+    };
+    let norm: Norm = match args.spec.norm.as_deref() {
+        Some(n) => n.parse()?,
+        None => Norm::Linf,
+    };
+    let threat = ThreatModel { norm, eps };
+    threat.validate()?;
+    Ok(ImportRequest {
+        onnx: path.to_path_buf(),
+        options: args.input.options()?,
+        dataset,
+        data_dir,
+        threat,
+        class_names: None,
+        device: args.common.device.clone(),
+    })
+}
+
+/// The evaluation `args` ask for, of `model`, recorded in `dir`.
+fn evaluate(
+    args: &EvalArgs,
+    dir: &RunDir,
+    config: &RunConfig,
+    model: &ImageModel,
+    device: &Device,
+) -> Result<()> {
+    let threat = args.spec.threat(config)?;
     let spec = args.spec.image_spec()?;
     spec.check_classes(config.shape.num_classes)?;
     let curve = args.curve()?;
@@ -46,8 +132,8 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
         seed: args.seed,
         state_file: Some(&state_file),
     };
-    let class_names = config.dataset_name()?.class_names();
-    let done = evaluate_spec(&model, &test, request, &class_names, &mut rng, &bars)
+    let class_names = config.class_names_or(&test);
+    let done = evaluate_spec(model, &test, request, &class_names, &mut rng, &bars)
         .with_context(|| resume_hint(&state_file))?;
     let path = dir.record_eval(&tag, &done.record)?;
     dir.clear_eval_state(&tag)?;
@@ -60,15 +146,15 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
         }
         cfg.batch_size = batch;
         let surrogate = advtrain::run::checks_surrogate(
-            &dir,
-            &config,
+            dir,
+            config,
             args.data.as_deref(),
             args.transfer_from.as_deref(),
-            &device,
+            device,
             &bars,
         )?;
         let results = checks::run_checks_with_surrogate(
-            &model,
+            model,
             &surrogate.model,
             &test,
             &cfg,
@@ -88,7 +174,7 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
         let checks_path = dir.write_checks(&results)?;
         println!("written:          {}", checks_path.display());
     }
-    common::print_report(advtrain::report::refresh_run(dir.path(), &device));
+    common::print_report(advtrain::report::refresh_run(dir.path(), device));
     Ok(())
 }
 

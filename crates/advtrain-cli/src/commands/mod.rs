@@ -8,6 +8,7 @@ pub mod attack_text;
 pub mod bench;
 pub mod eval_image;
 pub mod eval_text;
+pub mod export;
 pub mod report;
 pub mod train_image;
 pub mod train_text;

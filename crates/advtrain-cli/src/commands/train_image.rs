@@ -4,14 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use advtrain::data::{Augment, DatasetName};
-use advtrain::model::{ModelKind, ModelShape, Normalization, ZooModel};
+use advtrain::data::{self, Augment, DatasetName, Split};
+use advtrain::model::{Classifier, ImageModel, ModelShape, Normalization};
 use advtrain::progress::Progress;
-use advtrain::run::{self, files, FinalEvaluation, RunConfig, RunDir, Task};
+use advtrain::run::{
+    self, files, FinalEvaluation, LoadedOnnx, RunConfig, RunDir, RunModelKind, Task,
+};
 use advtrain::train::{
     self, CheckpointOptions, EpochMetrics, MethodConfig, OptimizerConfig, Schedule, TrainConfig,
 };
 use anyhow::{bail, Context, Result};
+use burn::store::ModuleSnapshot;
 
 use crate::args::{TrainArgs, TrainFlags};
 use crate::common;
@@ -20,7 +23,15 @@ use crate::progress::Bars;
 /// A new run from `settings` (already merged from the flags and `--config`).
 pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
     let device = args.common.setup()?;
-    let config = resolve(settings, &args.common.device, args.common.threads)?;
+    let init = match &args.init {
+        Some(path) => Some(advtrain::run::read_onnx(
+            path,
+            &args.input.options()?,
+            &device,
+        )?),
+        None => None,
+    };
+    let mut config = resolve(settings, args, init.as_ref())?;
     let t = &config.train;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
@@ -30,6 +41,17 @@ pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
     });
     let dir = RunDir::create(&out, Task::Image, args.force)?;
     let splits = config.load_splits()?;
+    config.class_names = args.input.class_names(config.shape.num_classes)?;
+    let model = match init {
+        Some(loaded) => {
+            advtrain::io::write_atomic(&dir.file(files::ONNX), &loaded.bytes)?;
+            ImageModel::Onnx(loaded.model)
+        }
+        None => {
+            device.seed(config.train.seed);
+            dir.fresh_model(&config, &device)?
+        }
+    };
     dir.write_config(&config)?;
     let options = CheckpointOptions {
         checkpoint_dir: Some(dir.path()),
@@ -38,7 +60,7 @@ pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
         resume: None,
     };
     let bars = Bars::new(args.common.quiet);
-    train_and_evaluate(&dir, &config, splits, options, &device, &bars)
+    train_and_evaluate(&dir, &config, model, splits, options, &device, &bars)
 }
 
 /// `--resume DIR` on an image run: continue from the newest good checkpoint with the run's
@@ -64,13 +86,32 @@ pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
         checkpoint_batches: None,
         resume: Some(ckpt),
     };
-    train_and_evaluate(&dir, &config, splits, options, &device, &bars)
+    let model = dir.fresh_model(&config, &device)?;
+    train_and_evaluate(&dir, &config, model, splits, options, &device, &bars)
 }
 
-/// Trains (or continues), evaluates on the test set, writes the records and prints them.
+/// Trains `model` (or continues), evaluates on the test set, writes the records and prints
+/// them. Each kind of model trains as itself, so its weight files keep its own names.
 fn train_and_evaluate(
     dir: &RunDir,
     config: &RunConfig,
+    model: ImageModel,
+    splits: run::ImageSplits,
+    options: CheckpointOptions<'_>,
+    device: &burn::prelude::Device,
+    bars: &Bars,
+) -> Result<()> {
+    match model {
+        ImageModel::Zoo(m) => train_model(dir, config, m, splits, options, device, bars),
+        ImageModel::Onnx(m) => train_model(dir, config, m, splits, options, device, bars),
+    }
+}
+
+/// [`train_and_evaluate`] for one kind of model.
+fn train_model<M: Classifier + ModuleSnapshot + 'static>(
+    dir: &RunDir,
+    config: &RunConfig,
+    model: M,
     splits: run::ImageSplits,
     options: CheckpointOptions<'_>,
     device: &burn::prelude::Device,
@@ -80,7 +121,7 @@ fn train_and_evaluate(
     bars.note(&format!(
         "advtrain {}: {} on {} ({} train / {} val / {} test), {} {} eps={} for {} epochs -> {}",
         advtrain::VERSION,
-        config.model,
+        config.model_name(),
         config.dataset,
         splits.train.len(),
         splits.val.len(),
@@ -91,13 +132,6 @@ fn train_and_evaluate(
         t.epochs,
         dir.path().display()
     ));
-    device.seed(t.seed);
-    let model = ZooModel::new(
-        config.model,
-        &config.shape,
-        config.normalization.clone(),
-        device,
-    )?;
     let mut recorder = dir.recorder(|m| bars.note(&epoch_line(m)));
     let trained = train::train_with(
         model,
@@ -152,10 +186,10 @@ fn epoch_line(m: &EpochMetrics) -> String {
 }
 
 /// The end-of-training figures, as `scripts/demo.sh` and the README show them.
-fn print_final(
+fn print_final<M>(
     out: &Path,
     config: &RunConfig,
-    trained: &train::Trained<ZooModel>,
+    trained: &train::Trained<M>,
     fin: &FinalEvaluation,
 ) {
     let t = &config.train;
@@ -224,21 +258,56 @@ fn data_dir(name: DatasetName, data: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// The model's input and classes: an imported model's own, a named data set's, or those of
+/// the user's data (an image folder is resized to `--input-shape`).
+fn resolve_shape(
+    dataset: DatasetName,
+    data_dir: &Path,
+    args: &TrainArgs,
+    init: Option<&LoadedOnnx>,
+) -> Result<ModelShape> {
+    if let Some(loaded) = init {
+        return Ok(loaded.model.shape().clone());
+    }
+    if let (Some((c, h, w)), Some(k)) = (dataset.image_shape(), dataset.num_classes()) {
+        return Ok(ModelShape {
+            channels: c,
+            height: h,
+            width: w,
+            num_classes: k,
+        });
+    }
+    let size = match (dataset, args.input.options()?.image_shape) {
+        (_, Some([c, h, w])) => Some((c, h, w)),
+        (DatasetName::ImageFolder, None) => {
+            bail!("--dataset image-folder with a zoo --model needs --input-shape C,H,W (the size its images are resized to)")
+        }
+        _ => None,
+    };
+    let data = data::load_sized(dataset, data_dir, Split::Train, size)?;
+    Ok(ModelShape {
+        channels: data.channels,
+        height: data.height,
+        width: data.width,
+        num_classes: data.num_classes.max(2),
+    })
+}
+
 /// Turns settings into a fully resolved run configuration.
-fn resolve(s: &TrainFlags, device: &str, threads: Option<usize>) -> Result<RunConfig> {
+fn resolve(s: &TrainFlags, args: &TrainArgs, init: Option<&LoadedOnnx>) -> Result<RunConfig> {
     let dataset: DatasetName = s.dataset.as_deref().unwrap_or("fashion-mnist").parse()?;
     let data_dir = data_dir(dataset, s.data.as_deref())?;
-    let model: ModelKind = s.model.as_deref().unwrap_or("small-cnn").parse()?;
-    let method = resolve_method(s)?;
-    let t = resolve_train(s, method, dataset)?;
-    let (c, h, w) = dataset.image_shape();
-    let shape = ModelShape {
-        channels: c,
-        height: h,
-        width: w,
-        num_classes: dataset.num_classes(),
+    let model: RunModelKind = match init {
+        Some(_) => RunModelKind::Onnx,
+        None => RunModelKind::Zoo(s.model.as_deref().unwrap_or("small-cnn").parse()?),
     };
-    let normalization = (dataset == DatasetName::Cifar10).then(Normalization::cifar10);
+    let shape = resolve_shape(dataset, &data_dir, args, init)?;
+    let method = resolve_method(s)?;
+    let t = resolve_train(s, method, shape.height)?;
+    let normalization = match init {
+        Some(_) => args.input.options()?.normalization,
+        None => (dataset == DatasetName::Cifar10).then(Normalization::cifar10),
+    };
     let config = RunConfig {
         task: Task::Image,
         advtrain_version: advtrain::VERSION.to_string(),
@@ -247,10 +316,12 @@ fn resolve(s: &TrainFlags, device: &str, threads: Option<usize>) -> Result<RunCo
         limit: s.limit,
         val_size: s.val_size.unwrap_or(1000),
         model,
+        onnx: init.map(|l| l.import.clone()),
+        class_names: None,
         shape,
         normalization,
-        device: device.to_string(),
-        threads,
+        device: args.common.device.clone(),
+        threads: args.common.threads,
         train: t,
         final_steps: s.final_steps.unwrap_or(20),
         final_restarts: s.final_restarts.unwrap_or(1),
@@ -305,12 +376,9 @@ fn resolve_method(s: &TrainFlags) -> Result<MethodConfig> {
     Ok(method)
 }
 
-/// The training settings proper, for `method` on `dataset`.
-fn resolve_train(
-    s: &TrainFlags,
-    method: MethodConfig,
-    dataset: DatasetName,
-) -> Result<TrainConfig> {
+/// The training settings proper, for `method` on images `height` pixels high (the
+/// augmentation's crop).
+fn resolve_train(s: &TrainFlags, method: MethodConfig, height: usize) -> Result<TrainConfig> {
     let default_eps = if method.is_adversarial() { 0.1 } else { 0.0 };
     let eps = s.eps.unwrap_or(default_eps);
     let mut t = TrainConfig::new(method, eps);
@@ -343,9 +411,8 @@ fn resolve_train(
         };
     }
     t.eps_warmup_epochs = s.eps_warmup.unwrap_or(0.0);
-    let (_, h, _) = dataset.image_shape();
     if s.augment.unwrap_or(false) {
-        t.augment = Augment::standard(h);
+        t.augment = Augment::standard(height);
     }
     t.val_pgd_steps = s.val_steps.unwrap_or(10);
     t.seed = s.seed.unwrap_or(0);

@@ -8,5 +8,6 @@ mod common;
 mod bench;
 mod checks;
 mod end_to_end;
+mod onnx_end_to_end;
 mod report_browser;
 mod text_end_to_end;

@@ -6,7 +6,9 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod folder;
 pub mod idx;
+pub mod npy;
 pub mod synthetic;
 
 use std::fmt;
@@ -340,10 +342,19 @@ pub enum DatasetName {
     Mnist,
     /// CIFAR-10: 32×32 RGB, the binary version's batch files.
     Cifar10,
+    /// The user's NumPy arrays: `test.npz` / `train.npz` or `x_test.npy` + `y_test.npy`
+    /// ([`npy::load_npy_split`]).
+    Npy,
+    /// The user's images, one sub-directory per class, resized and centre-cropped to the
+    /// model's input ([`folder::load_image_folder`]).
+    ImageFolder,
 }
 
 impl DatasetName {
-    /// All known data sets, in the order the CLI lists them.
+    /// The user's formats, whose shape and classes come from the files.
+    pub const FORMATS: [DatasetName; 2] = [DatasetName::Npy, DatasetName::ImageFolder];
+
+    /// The named data sets (fixed shape and classes), in the order the CLI lists them.
     pub const ALL: [DatasetName; 3] = [
         DatasetName::FashionMnist,
         DatasetName::Mnist,
@@ -355,11 +366,12 @@ impl DatasetName {
     pub fn default_dir(&self) -> Option<PathBuf> {
         match self {
             DatasetName::FashionMnist => Some(PathBuf::from("/usr/share/datasets/fashion-mnist")),
-            DatasetName::Mnist | DatasetName::Cifar10 => None,
+            _ => None,
         }
     }
 
-    /// The official class names, in label order.
+    /// The official class names, in label order (empty for the user's formats: their names
+    /// come with the data, see [`Dataset::class_names`]).
     pub fn class_names(&self) -> Vec<String> {
         let names: &[&str] = match self {
             DatasetName::FashionMnist => &[
@@ -387,22 +399,24 @@ impl DatasetName {
                 "ship",
                 "truck",
             ],
+            DatasetName::Npy | DatasetName::ImageFolder => &[],
         };
         names.iter().map(|s| s.to_string()).collect()
     }
 
-    /// Image shape `(channels, height, width)`, known before loading so models can be built
-    /// first.
-    pub fn image_shape(&self) -> (usize, usize, usize) {
+    /// Image shape `(channels, height, width)` of a named data set, known before loading so
+    /// models can be built first; `None` for the user's formats.
+    pub fn image_shape(&self) -> Option<(usize, usize, usize)> {
         match self {
-            DatasetName::FashionMnist | DatasetName::Mnist => (1, 28, 28),
-            DatasetName::Cifar10 => (3, 32, 32),
+            DatasetName::FashionMnist | DatasetName::Mnist => Some((1, 28, 28)),
+            DatasetName::Cifar10 => Some((3, 32, 32)),
+            DatasetName::Npy | DatasetName::ImageFolder => None,
         }
     }
 
-    /// Number of classes: 10 for every known data set.
-    pub fn num_classes(&self) -> usize {
-        10
+    /// Number of classes: 10 for every named data set; `None` for the user's formats.
+    pub fn num_classes(&self) -> Option<usize> {
+        self.image_shape().map(|_| 10)
     }
 
     /// The name as used by `--dataset` and in records.
@@ -411,6 +425,8 @@ impl DatasetName {
             DatasetName::FashionMnist => "fashion-mnist",
             DatasetName::Mnist => "mnist",
             DatasetName::Cifar10 => "cifar10",
+            DatasetName::Npy => "npy",
+            DatasetName::ImageFolder => "image-folder",
         }
     }
 
@@ -428,6 +444,15 @@ impl DatasetName {
             DatasetName::Cifar10 => "download the CIFAR-10 binary version (cifar-10-binary.tar.gz), \
                  extract it and pass --data DIR"
                 .to_string(),
+            DatasetName::Npy => {
+                "pass --data DIR holding test.npz (arrays x, y) or x_test.npy and y_test.npy"
+                    .to_string()
+            }
+            DatasetName::ImageFolder => {
+                "pass --data DIR holding one sub-directory of images per class (or train/ and \
+                 test/ each holding them)"
+                    .to_string()
+            }
         }
     }
 }
@@ -440,7 +465,7 @@ impl fmt::Display for DatasetName {
 
 /// An unknown data set name; its message lists the valid ones.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown data set '{0}' (valid: fashion-mnist, mnist, cifar10)")]
+#[error("unknown data set '{0}' (valid: fashion-mnist, mnist, cifar10, npy, image-folder)")]
 pub struct UnknownDataset(pub String);
 
 impl FromStr for DatasetName {
@@ -451,6 +476,8 @@ impl FromStr for DatasetName {
             "fashion-mnist" | "fashionmnist" => Ok(DatasetName::FashionMnist),
             "mnist" => Ok(DatasetName::Mnist),
             "cifar10" | "cifar-10" => Ok(DatasetName::Cifar10),
+            "npy" | "npz" => Ok(DatasetName::Npy),
+            "image-folder" | "imagefolder" | "folder" => Ok(DatasetName::ImageFolder),
             _ => Err(UnknownDataset(s.to_string())),
         }
     }
@@ -481,8 +508,20 @@ impl fmt::Display for Split {
     }
 }
 
-/// Load a split of a named data set from `dir`.
+/// Load a split of a data set from `dir`. An image folder needs the model's input shape:
+/// use [`load_sized`] for it.
 pub fn load(name: DatasetName, dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    load_sized(name, dir, split, None)
+}
+
+/// [`load`], with the `(channels, height, width)` an image folder's pictures are resized
+/// and cropped to (the other formats keep their own shape and ignore it).
+pub fn load_sized(
+    name: DatasetName,
+    dir: &Path,
+    split: Split,
+    shape: Option<(usize, usize, usize)>,
+) -> Result<Dataset, DataError> {
     if !dir.exists() {
         return Err(DataError::Missing {
             path: dir.to_path_buf(),
@@ -500,5 +539,13 @@ pub fn load(name: DatasetName, dir: &Path, split: Split) -> Result<Dataset, Data
             idx::load_idx_split(dir, split, name.class_names())
         }
         DatasetName::Cifar10 => cifar::load_cifar_split(dir, split, name.class_names()),
+        DatasetName::Npy => npy::load_npy_split(dir, split),
+        DatasetName::ImageFolder => match shape {
+            Some(shape) => folder::load_image_folder(dir, split, shape),
+            None => Err(DataError::invalid(
+                dir,
+                "an image folder is resized to the model's input: its shape must be given",
+            )),
+        },
     }
 }

@@ -972,6 +972,7 @@ mod tests {
             robust_correct: flags.to_vec(),
             labels: vec![0; n],
             adv_pred: vec![0; n],
+            clean_pred: vec![0; n],
             max_perturbation: 0.1,
             seconds: 0.0,
         }

@@ -143,6 +143,8 @@ pub struct EnsembleResult {
     /// Per example: the prediction on the adversarial input that broke it (else the clean
     /// prediction).
     pub adv_pred: Vec<u8>,
+    /// Per example: the clean prediction.
+    pub clean_pred: Vec<u8>,
     /// Per example: the true label.
     pub labels: Vec<u8>,
     /// One entry per attack, in the order they ran.
@@ -196,6 +198,7 @@ impl EnsembleResult {
             robust_correct: eval.robust_correct,
             broken_by,
             adv_pred: eval.adv_pred,
+            clean_pred: eval.clean_pred,
             labels: eval.labels,
             stages: state.stages.clone(),
             max_perturbation: state.max_perturbation,
@@ -215,6 +218,7 @@ impl EnsembleResult {
             robust_correct: self.robust_correct.clone(),
             labels: self.labels.clone(),
             adv_pred: self.adv_pred.clone(),
+            clean_pred: self.clean_pred.clone(),
             max_perturbation: self.max_perturbation,
             seconds: self.seconds,
         }

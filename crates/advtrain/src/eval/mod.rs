@@ -104,6 +104,9 @@ pub struct RobustEval {
     pub labels: Vec<u8>,
     /// Per example: the prediction on the adversarial input.
     pub adv_pred: Vec<u8>,
+    /// Per example: the prediction on the clean input (what an imported model's agreement
+    /// with its framework is checked on).
+    pub clean_pred: Vec<u8>,
     /// The largest perturbation the attack produced, in the threat model's norm.
     pub max_perturbation: f32,
     /// Wall-clock seconds for the whole evaluation, clean predictions included.
@@ -199,6 +202,7 @@ impl EvalState {
             robust_correct: self.robust_correct.clone(),
             labels: self.labels.clone(),
             adv_pred: self.adv_pred.clone(),
+            clean_pred: self.clean_pred.clone(),
             max_perturbation: self.max_perturbation,
             seconds: self.seconds,
         }

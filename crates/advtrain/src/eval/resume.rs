@@ -73,6 +73,10 @@ pub struct EvalState {
     pub labels: Vec<u8>,
     /// Per example: correct on the clean input (checked on resume: the same model).
     pub clean_correct: Vec<bool>,
+    /// Per example: the clean prediction (states saved before it was kept have none; the
+    /// clean pass of the resuming run fills it in).
+    #[serde(default)]
+    pub clean_pred: Vec<u8>,
     /// Per example: correct clean and unbroken by every stage so far.
     pub robust_correct: Vec<bool>,
     /// Per example: the prediction on the last adversarial input scored for it (the clean
@@ -194,8 +198,9 @@ pub fn run_stages<M: Classifier, A: Attack>(
     let (clean_correct, clean_pred) = clean_pass(&eval_model, data, key.batch_size)?;
     let mut state = match saved {
         Some(s) => resumed(s, &key, data, &clean_correct, rng)?,
-        None => fresh(key, data, clean_correct, clean_pred, rng),
+        None => fresh(key, data, clean_correct, clean_pred.clone(), rng),
     };
+    state.clean_pred = clean_pred;
     let before = state.seconds;
     save(&state)?;
     while !state.finished() {
@@ -244,7 +249,8 @@ fn fresh(
         labels: data.labels.clone(),
         robust_correct: clean_correct.clone(),
         clean_correct,
-        adv_pred: clean_pred,
+        adv_pred: clean_pred.clone(),
+        clean_pred,
         broken_by: vec![None; n],
         stages: Vec::new(),
         current: None,

@@ -8,6 +8,7 @@ mod madry_cnn;
 mod mlp;
 pub mod onnx;
 mod preact_resnet;
+mod pytorch;
 mod small_cnn;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use madry_cnn::{MadryCnn, MadryCnnConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
+pub use pytorch::{load_pytorch_state_dict, save_pytorch_state_dict};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
 
 use crate::error::{Error, Result};
@@ -323,6 +325,28 @@ impl Classifier for ZooModel {
             ZooModel::MadryCnn(m) => m.logits(images),
             ZooModel::Mlp(m) => m.logits(images),
             ZooModel::PreactResnet18(m) => m.logits(images),
+        }
+    }
+}
+
+/// A zoo network or an imported ONNX one: the model an image run trains and evaluates,
+/// chosen by its `config.toml`.
+// One model per run, moved rarely: the zoo variant's inline layers cost nothing worth a
+// box (and burn's Module derive takes the modules as they are).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum ImageModel {
+    /// One of advtrain's own architectures.
+    Zoo(ZooModel),
+    /// A user's model, imported from an ONNX file.
+    Onnx(onnx::OnnxModel),
+}
+
+impl Classifier for ImageModel {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            ImageModel::Zoo(m) => m.logits(images),
+            ImageModel::Onnx(m) => m.logits(images),
         }
     }
 }

@@ -8,10 +8,10 @@ use burn::tensor::activation::softmax;
 use super::data::RunReport;
 use super::examples::{adversarial_grid, AdversarialExamples};
 use crate::attack::{float_vec, int_vec, Attack, Pgd};
-use crate::data::{self, Dataset, DatasetName, Split};
-use crate::model::{self, Classifier, ZooModel};
+use crate::data::Dataset;
+use crate::model::Classifier;
 use crate::rng::AdvRng;
-use crate::run::files;
+use crate::run::{files, RunDir};
 use crate::threat::ThreatModel;
 
 /// How many test images the report's grid shows.
@@ -67,15 +67,11 @@ pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, Stri
     if run.summary.eps.is_nan() || run.summary.eps <= 0.0 {
         return Err("the run has no attack radius (ε = 0)".into());
     }
-    let model_path = run.dir.join(files::MODEL);
-    if !model_path.is_file() {
+    let run_dir = RunDir::open(&run.dir).map_err(|e| e.to_string())?;
+    if !config.is_import_only() && !run_dir.file(files::MODEL).is_file() {
         return Err(format!("no {} in the run directory", files::MODEL));
     }
-    let name: DatasetName = config
-        .dataset
-        .parse()
-        .map_err(|e| format!("unknown data set in {}: {e}", files::CONFIG))?;
-    let test = data::load(name, &config.data_dir, Split::Test).map_err(|e| {
+    let test = config.test_set(None, None).map_err(|e| {
         format!(
             "the run's data ({}) is not readable: {e}",
             config.data_dir.display()
@@ -85,14 +81,8 @@ pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, Stri
     if n == 0 {
         return Err("the test set is empty".into());
     }
-    let fresh = ZooModel::new(
-        config.model,
-        &config.shape,
-        config.normalization.clone(),
-        device,
-    )
-    .map_err(|e| e.to_string())?;
-    let model = model::load_safetensors(fresh, &model_path)
+    let model = run_dir
+        .load_model(config, device)
         .map_err(|e| e.to_string())?
         .valid();
     let threat = ThreatModel {
@@ -103,7 +93,7 @@ pub fn report_examples(run: &RunReport, device: &Device) -> Result<Vec<u8>, Stri
     let idx: Vec<usize> = (0..n).collect();
     let mut rng = crate::rng::seeded(0);
     let ex = craft_examples(&model, &test, &idx, &attack, &mut rng, device);
-    let grid = adversarial_grid(&ex, &name.class_names());
+    let grid = adversarial_grid(&ex, &config.class_names_or(&test));
     let mut png = Vec::new();
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| format!("cannot encode the grid as PNG: {e}"))?;

@@ -12,11 +12,12 @@ use burn::store::ModuleSnapshot;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{files, EvalRecord, RunConfig, Summary};
+use super::{files, EvalRecord, RunConfig, RunModelKind, Summary};
 use crate::error::{Error, Result};
 use crate::eval::checks::Check;
 use crate::io::{append_jsonl, read_json, read_jsonl, read_toml, write_atomic, write_json};
-use crate::model::{self, ZooModel};
+use crate::model::onnx::OnnxModel;
+use crate::model::{self, ImageModel, ZooModel};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::{EpochMetrics, EpochObserver};
 
@@ -277,9 +278,17 @@ impl RunDir {
     /// evaluation must not change the headline), recomputes `summary.json`'s robust
     /// accuracy as the per-point worst case over every evaluation at the training threat
     /// model ([`Summary::combine`]).
+    ///
+    /// An imported model evaluated as it is has no summary until its first evaluation: that
+    /// one makes it, and a later one on more test points replaces it.
     pub fn record_eval(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
         let path = self.write_eval(tag, record)?;
-        if let Some(mut summary) = self.summary()? {
+        let config = self.config()?;
+        let mut summary = self.summary()?;
+        if config.is_import_only() && summary.as_ref().is_none_or(|s| record.n > s.n_test) {
+            summary = Some(Summary::imported(&config, record));
+        }
+        if let Some(mut summary) = summary {
             if summary.n_test == record.n {
                 summary.combine(&self.evals()?, record);
                 self.write_summary(&summary)?;
@@ -326,15 +335,67 @@ impl RunDir {
         }
     }
 
-    /// Rebuilds an image run's model from `config` and loads `model.safetensors`.
-    pub fn load_model(&self, config: &RunConfig, device: &Device) -> Result<ZooModel> {
-        let fresh = ZooModel::new(
-            config.model,
-            &config.shape,
-            config.normalization.clone(),
-            device,
-        )?;
-        model::load_safetensors(fresh, &self.file(files::MODEL))
+    /// The run's model before training: a zoo architecture freshly initialised (seed the
+    /// device first for reproducible weights), or the run's `model.onnx` with its own
+    /// weights.
+    pub fn fresh_model(&self, config: &RunConfig, device: &Device) -> Result<ImageModel> {
+        match config.model {
+            RunModelKind::Zoo(kind) => Ok(ImageModel::Zoo(ZooModel::new(
+                kind,
+                &config.shape,
+                config.normalization.clone(),
+                device,
+            )?)),
+            RunModelKind::Onnx => {
+                let options = config.onnx_options()?;
+                let model = OnnxModel::load(&self.file(files::ONNX), &options, device)?;
+                if model.shape() != &config.shape {
+                    return Err(Error::Record {
+                        path: self.file(files::ONNX),
+                        message: format!(
+                            "takes {:?}, but {} records {:?}",
+                            model.shape(),
+                            files::CONFIG,
+                            config.shape
+                        ),
+                    });
+                }
+                Ok(ImageModel::Onnx(model))
+            }
+        }
+    }
+
+    /// The run's model: [`RunDir::fresh_model`] with `model.safetensors` loaded, or, for an
+    /// imported model evaluated as it is, the ONNX file's own weights.
+    pub fn load_model(&self, config: &RunConfig, device: &Device) -> Result<ImageModel> {
+        self.load_model_from(config, files::MODEL, device)
+    }
+
+    /// [`RunDir::load_model`] with the weights of `file` (e.g. the best checkpoint's).
+    pub fn load_model_from(
+        &self,
+        config: &RunConfig,
+        file: &str,
+        device: &Device,
+    ) -> Result<ImageModel> {
+        let fresh = self.fresh_model(config, device)?;
+        let weights = self.file(file);
+        if config.is_import_only() && !weights.exists() {
+            return Ok(fresh);
+        }
+        Ok(match fresh {
+            ImageModel::Zoo(m) => ImageModel::Zoo(model::load_safetensors(m, &weights)?),
+            ImageModel::Onnx(m) => ImageModel::Onnx(model::load_safetensors(m, &weights)?),
+        })
+    }
+
+    /// Saves an image run's model as its latest weights (each variant as itself, so the
+    /// file's names are those of the architecture).
+    pub fn save_image_model(&self, model: &ImageModel) -> Result<()> {
+        match model {
+            ImageModel::Zoo(m) => self.save_model(m),
+            ImageModel::Onnx(m) => self.save_model(m),
+        }
     }
 
     /// The newest valid checkpoint, its file, and a warning for each damaged one passed
@@ -383,9 +444,10 @@ pub(crate) fn read_evals(dir: &Path) -> Result<Vec<EvalFile>> {
 /// Whether a file in a run directory is a result of its model (removed by a forced
 /// [`RunDir::create`]); the configuration goes too, since the new run writes its own.
 fn is_result(name: &str) -> bool {
-    const FIXED: [&str; 11] = [
+    const FIXED: [&str; 12] = [
         files::CONFIG,
         files::MODEL,
+        files::ONNX,
         files::METRICS,
         files::SUMMARY,
         files::BEST_MODEL,

@@ -62,7 +62,7 @@ pub fn final_evaluation<M: Classifier>(
     let clean = eval::clean_accuracy(&trained.model, test, batch, progress);
     let mut summary = Summary {
         method: t.method.name().to_string(),
-        model: config.model.to_string(),
+        model: config.model_name(),
         dataset: config.dataset.clone(),
         norm: t.norm,
         eps: t.eps,
@@ -83,7 +83,7 @@ pub fn final_evaluation<M: Classifier>(
     let robust = final_pgd(config, &trained.model, test, progress)?;
     let record = match &robust {
         Some(result) => {
-            let class_names = config.dataset_name()?.class_names();
+            let class_names = config.class_names_or(test);
             let record = EvalRecord::from_eval(
                 FINAL_TAG,
                 result,

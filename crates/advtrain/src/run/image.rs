@@ -20,8 +20,15 @@ pub struct ImageSplits {
 }
 
 /// Loads `split`, keeping only the first `limit` examples if asked.
-fn load(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
-    let data = data::load(name, dir, split)?;
+/// Image folders are resized to `shape`.
+fn load(
+    name: DatasetName,
+    dir: &Path,
+    split: Split,
+    limit: Option<usize>,
+    shape: (usize, usize, usize),
+) -> Result<Dataset> {
+    let data = data::load_sized(name, dir, split, Some(shape))?;
     Ok(match limit {
         Some(n) => data.take(n),
         None => data,
@@ -40,8 +47,9 @@ impl RunConfig {
     /// `val_size`, the seed of the validation split).
     pub fn load_splits(&self) -> Result<ImageSplits> {
         let name = self.dataset_name()?;
-        let full = load(name, &self.data_dir, Split::Train, self.limit)?;
-        let test = load(name, &self.data_dir, Split::Test, self.limit)?;
+        let shape = self.image_dims();
+        let full = load(name, &self.data_dir, Split::Train, self.limit, shape)?;
+        let test = load(name, &self.data_dir, Split::Test, self.limit, shape)?;
         if self.val_size >= full.len() {
             return Err(Error::config(format!(
                 "--val-size {} leaves no training data ({} examples; lower --val-size or raise --limit)",
@@ -53,6 +61,11 @@ impl RunConfig {
         self.check_shape(&test, "test")?;
         let (train, val) = full.split_validation(self.val_size, self.train.seed)?;
         Ok(ImageSplits { train, val, test })
+    }
+
+    /// `(channels, height, width)` of the model's input.
+    pub fn image_dims(&self) -> (usize, usize, usize) {
+        (self.shape.channels, self.shape.height, self.shape.width)
     }
 
     /// Refuses data whose images or classes do not fit the run's model, naming both shapes
@@ -68,7 +81,7 @@ impl RunConfig {
                 data.height,
                 data.width,
                 data.num_classes,
-                self.model,
+                self.model_name(),
                 s.channels,
                 s.height,
                 s.width,
@@ -82,7 +95,14 @@ impl RunConfig {
     /// cut to `limit` (default: the run's own limit).
     pub fn test_set(&self, data: Option<&Path>, limit: Option<usize>) -> Result<Dataset> {
         let dir = data.unwrap_or(&self.data_dir);
-        let test = load(self.dataset_name()?, dir, Split::Test, limit.or(self.limit))?;
+        let name = self.dataset_name()?;
+        let test = load(
+            name,
+            dir,
+            Split::Test,
+            limit.or(self.limit),
+            self.image_dims(),
+        )?;
         self.check_shape(&test, "test")?;
         Ok(test)
     }

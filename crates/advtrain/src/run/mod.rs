@@ -22,8 +22,10 @@
 
 mod dir;
 mod evaluate;
+mod export;
 mod finish;
 mod image;
+mod import;
 mod surrogate;
 mod worst_case;
 
@@ -31,7 +33,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::eval::{Accuracy, CurvePoint, RobustEval};
+use crate::model::onnx::{InputRange, OnnxOptions};
 use crate::model::{ModelKind, ModelShape, Normalization};
 use crate::threat::Norm;
 use crate::train::TrainConfig;
@@ -39,8 +43,10 @@ use crate::train::TrainConfig;
 pub(crate) use dir::read_evals;
 pub use dir::{EpochRecorder, EvalFile, RunDir, Task};
 pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
+pub use export::{export_run, ExportFormat, ExportWeights};
 pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
 pub use image::ImageSplits;
+pub use import::{import_onnx, read_onnx, sha256_hex, ImportRequest, LoadedOnnx};
 pub use surrogate::{
     checks_surrogate, standard_surrogate, surrogate_from_run, surrogate_train_config, Surrogate,
     SURROGATE_EPOCHS, SURROGATE_SEED,
@@ -66,6 +72,9 @@ pub mod files {
     pub const SURROGATE: &str = "surrogate-standard.safetensors";
     /// The HTML report.
     pub const REPORT: &str = "report.html";
+    /// An imported model's ONNX file, copied into the run so the run stands alone (its
+    /// weights are the starting point; `model.safetensors` holds them after training).
+    pub const ONNX: &str = "model.onnx";
     /// `eval-<attack>.json`
     pub fn eval(attack: &str) -> String {
         format!("eval-{attack}.json")
@@ -89,8 +98,15 @@ pub struct RunConfig {
     pub limit: Option<usize>,
     /// Validation examples held out of the training split.
     pub val_size: usize,
-    /// The architecture, rebuilt to load the weights.
-    pub model: ModelKind,
+    /// The architecture, rebuilt to load the weights, or `onnx` for an imported model
+    /// (see `onnx`).
+    pub model: RunModelKind,
+    /// An imported model: where its ONNX file came from and how it is fed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxImport>,
+    /// Class names given by the user (`--class-names`), over the data set's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
     /// Input shape and class count of the model.
     pub shape: ModelShape,
     /// Input normalisation inside the model (CIFAR-10), if any.
@@ -99,7 +115,9 @@ pub struct RunConfig {
     pub device: String,
     /// CPU threads used, if set.
     pub threads: Option<usize>,
-    /// The training settings proper.
+    /// The training settings proper. A run made by `advtrain eval --model` (an imported
+    /// model evaluated as it is) has `epochs = 0`, and its `eps` is the radius it was
+    /// first evaluated at.
     pub train: TrainConfig,
     /// Steps of the PGD run on the test set after training (0: none).
     #[serde(default = "default_final_steps")]
@@ -107,6 +125,123 @@ pub struct RunConfig {
     /// Restarts of that PGD.
     #[serde(default = "default_final_restarts")]
     pub final_restarts: usize,
+}
+
+/// Which network a run holds: a zoo architecture (`small-cnn`, ...) or an imported ONNX
+/// file (`onnx`), written as that one word in `config.toml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum RunModelKind {
+    /// One of advtrain's own architectures.
+    Zoo(ModelKind),
+    /// The run's `model.onnx`.
+    Onnx,
+}
+
+impl RunModelKind {
+    /// The zoo architecture, `None` for an imported model.
+    pub fn zoo(self) -> Option<ModelKind> {
+        match self {
+            RunModelKind::Zoo(k) => Some(k),
+            RunModelKind::Onnx => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RunModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunModelKind::Zoo(k) => k.fmt(f),
+            RunModelKind::Onnx => f.write_str("onnx"),
+        }
+    }
+}
+
+impl std::str::FromStr for RunModelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "onnx" => Ok(RunModelKind::Onnx),
+            zoo => zoo.parse().map(RunModelKind::Zoo),
+        }
+    }
+}
+
+impl From<RunModelKind> for String {
+    fn from(kind: RunModelKind) -> String {
+        kind.to_string()
+    }
+}
+
+impl TryFrom<String> for RunModelKind {
+    type Error = Error;
+    fn try_from(s: String) -> crate::error::Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<ModelKind> for RunModelKind {
+    fn from(kind: ModelKind) -> Self {
+        RunModelKind::Zoo(kind)
+    }
+}
+
+/// Where an imported model came from, so a reader can tell which file the numbers are of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnnxImport {
+    /// The file it was imported from (a copy is the run's `model.onnx`).
+    pub source: PathBuf,
+    /// SHA-256 of that file, in hex.
+    pub sha256: String,
+    /// Its default-domain opset.
+    pub opset: i64,
+    /// The pixel range it expects; advtrain scales `[0, 1]` images to it inside the model.
+    #[serde(default)]
+    pub input_range: InputRange,
+    /// The image shape given for a graph with a flat input (`--input-shape`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_shape: Option<[usize; 3]>,
+}
+
+impl RunConfig {
+    /// Whether the run only evaluates an imported model (made by `advtrain eval --model`,
+    /// never trained here).
+    pub fn is_import_only(&self) -> bool {
+        self.onnx.is_some() && self.train.epochs == 0
+    }
+
+    /// How an imported model is fed (its recorded input range, normalisation and shape).
+    pub fn onnx_options(&self) -> crate::error::Result<OnnxOptions> {
+        let onnx = self
+            .onnx
+            .as_ref()
+            .ok_or_else(|| Error::config("config.toml: model = \"onnx\" needs an [onnx] table"))?;
+        Ok(OnnxOptions {
+            input_range: onnx.input_range,
+            normalization: self.normalization.clone(),
+            image_shape: onnx.image_shape,
+        })
+    }
+
+    /// The model's name in records and reports: the architecture, or `onnx:<file name>`.
+    pub fn model_name(&self) -> String {
+        match (&self.model, &self.onnx) {
+            (RunModelKind::Onnx, Some(o)) => format!(
+                "onnx:{}",
+                o.source
+                    .file_name()
+                    .map_or("model.onnx".into(), |n| n.to_string_lossy())
+            ),
+            (kind, _) => kind.to_string(),
+        }
+    }
+
+    /// The class names evaluations print and record: the user's, else the data's.
+    pub fn class_names_or(&self, data: &crate::data::Dataset) -> Vec<String> {
+        self.class_names
+            .clone()
+            .unwrap_or_else(|| data.class_names.clone())
+    }
 }
 
 fn default_final_steps() -> usize {
@@ -164,6 +299,33 @@ pub struct Summary {
     /// How many times the monitor rolled training back.
     #[serde(default)]
     pub rollbacks: usize,
+}
+
+impl Summary {
+    /// The summary of an imported model evaluated as it is, from its evaluation `record`
+    /// (the robust accuracy is then combined per point by [`Summary::combine`]).
+    pub fn imported(config: &RunConfig, record: &EvalRecord) -> Self {
+        Self {
+            method: "imported (not trained by advtrain)".into(),
+            model: config.model_name(),
+            dataset: config.dataset.clone(),
+            norm: config.train.norm,
+            eps: config.train.eps,
+            epochs: 0,
+            train_seconds: 0.0,
+            clean_accuracy: record.clean_accuracy,
+            clean_ci95: record.clean_ci95,
+            robust_accuracy: None,
+            robust_ci95: None,
+            robust_attack: None,
+            robust_combined: Vec::new(),
+            robust_left_out: Vec::new(),
+            n_test: record.n,
+            best_checkpoint: None,
+            stopped_early: None,
+            rollbacks: 0,
+        }
+    }
 }
 
 /// Which epoch's checkpoint won, why, and how it does on the test set.
@@ -258,6 +420,9 @@ pub struct PerExample {
     pub robust_correct: Vec<u8>,
     /// The prediction on the adversarial input.
     pub adv_pred: Vec<u8>,
+    /// The prediction on the clean input (records written before it was kept have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clean_pred: Vec<u8>,
 }
 
 impl EvalRecord {
@@ -306,6 +471,7 @@ impl EvalRecord {
                 clean_correct: flags(&result.clean_correct),
                 robust_correct: flags(&result.robust_correct),
                 adv_pred: result.adv_pred.clone(),
+                clean_pred: result.clean_pred.clone(),
             },
         }
     }

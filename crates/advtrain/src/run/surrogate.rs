@@ -9,7 +9,7 @@ use burn::prelude::{Device, Tensor};
 
 use super::{files, RunConfig, RunDir, Task};
 use crate::error::{Error, Result};
-use crate::model::{self, Classifier, ZooModel};
+use crate::model::{self, Classifier, ImageModel, ModelKind, ZooModel};
 use crate::progress::Progress;
 use crate::train::{self, MethodConfig, NoObserver, OptimizerConfig, Schedule, TrainConfig};
 
@@ -24,7 +24,7 @@ pub const SURROGATE_SEED: u64 = 0x5eed_7a05;
 /// A surrogate model and where it came from.
 pub struct Surrogate {
     /// The model.
-    pub model: ZooModel,
+    pub model: ImageModel,
     /// In words, e.g. "standard small-cnn trained for 2 epochs (cached in ...)".
     pub origin: String,
     /// Whether it was trained by this call (false: read from the cache or another run).
@@ -58,14 +58,10 @@ pub fn standard_surrogate(
 ) -> Result<Surrogate> {
     dir.expect_task(Task::Image)?;
     let path = dir.file(files::SURROGATE);
+    let kind = surrogate_kind(config);
     let fresh = || -> Result<ZooModel> {
         model::init_seeded(device, SURROGATE_SEED, || {
-            let model = ZooModel::new(
-                config.model,
-                &config.shape,
-                config.normalization.clone(),
-                device,
-            )?;
+            let model = ZooModel::new(kind, &config.shape, config.normalization.clone(), device)?;
             // burn initialises parameters lazily: touch them all under the seed.
             let s = &config.shape;
             let _ = model.logits(Tensor::zeros([1, s.channels, s.height, s.width], device));
@@ -77,8 +73,8 @@ pub fn standard_surrogate(
         // damaged file) is trained again rather than trusted.
         if let Ok(model) = model::load_safetensors(fresh()?, &path) {
             return Ok(Surrogate {
-                model,
-                origin: format!("standard {} (cached in {})", config.model, path.display()),
+                model: ImageModel::Zoo(model),
+                origin: format!("standard {kind} (cached in {})", path.display()),
                 trained: false,
             });
         }
@@ -93,8 +89,7 @@ pub fn standard_surrogate(
     };
     let empty = splits.train.take(0);
     progress.note(&format!(
-        "training a standard {} for {SURROGATE_EPOCHS} epochs as the transfer check's surrogate",
-        config.model
+        "training a standard {kind} for {SURROGATE_EPOCHS} epochs as the transfer check's surrogate"
     ));
     let trained = train::train(
         fresh()?,
@@ -107,14 +102,19 @@ pub fn standard_surrogate(
     )?;
     model::save_safetensors(&trained.model, &path)?;
     Ok(Surrogate {
-        model: trained.model,
+        model: ImageModel::Zoo(trained.model),
         origin: format!(
-            "standard {} trained for {SURROGATE_EPOCHS} epochs (cached in {})",
-            config.model,
+            "standard {kind} trained for {SURROGATE_EPOCHS} epochs (cached in {})",
             path.display()
         ),
         trained: true,
     })
+}
+
+/// The surrogate's architecture: the run's own, or `small-cnn` for an imported model (whose
+/// architecture advtrain cannot initialise afresh).
+fn surrogate_kind(config: &RunConfig) -> ModelKind {
+    config.model.zoo().unwrap_or(ModelKind::SmallCnn)
 }
 
 /// Another image run's model as the surrogate (`--transfer-from`): refused, naming both
@@ -129,14 +129,14 @@ pub fn surrogate_from_run(from: &Path, config: &RunConfig, device: &Device) -> R
             path: from.to_path_buf(),
             message: format!(
                 "its {} takes {}×{}×{} images in {} classes, but the evaluated run's {} takes {}×{}×{} in {}: a transfer surrogate must see the same inputs and classes",
-                theirs.model, a.channels, a.height, a.width, a.num_classes,
-                config.model, b.channels, b.height, b.width, b.num_classes
+                theirs.model_name(), a.channels, a.height, a.width, a.num_classes,
+                config.model_name(), b.channels, b.height, b.width, b.num_classes
             ),
         });
     }
     Ok(Surrogate {
         model: other.load_model(&theirs, device)?,
-        origin: format!("{} of run {}", theirs.model, from.display()),
+        origin: format!("{} of run {}", theirs.model_name(), from.display()),
         trained: false,
     })
 }

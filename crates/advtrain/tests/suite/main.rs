@@ -21,6 +21,7 @@ mod gradients;
 mod monitoring;
 mod onnx_import;
 mod parity;
+mod pytorch_export;
 mod report;
 mod square;
 mod text_attacks;

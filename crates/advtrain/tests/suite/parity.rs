@@ -56,6 +56,7 @@ fn record(attack: &str, robust: [u8; 4]) -> EvalFile {
         robust_correct: robust.iter().map(|&r| r == 1).collect(),
         labels: vec![0, 1, 0, 1],
         adv_pred: vec![0, 1, 0, 1],
+        clean_pred: vec![0, 1, 0, 1],
         max_perturbation: 0.1,
         seconds: 1.0,
     };

@@ -109,6 +109,7 @@ fn eval_record(clean: f64, robust: f64, curve: Option<Vec<(f32, usize)>>) -> Eva
             clean_correct: vec![1; n],
             robust_correct: vec![0; n],
             adv_pred: vec![1; n],
+            clean_pred: vec![0; n],
         },
         stages: None,
         broken_by: None,

@@ -123,6 +123,16 @@ impl OnnxModel {
             });
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(bytes, path, options, device)
+    }
+
+    /// [`OnnxModel::load`] on a file already read into memory (`path` names it in errors).
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        path: &Path,
+        options: &OnnxOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let proto = graph::decode(&bytes).map_err(|e| onnx_error(path, None, e))?;
         drop(bytes);
         let opset = graph::opset_of(&proto).map_err(|e| onnx_error(path, None, e))?;
