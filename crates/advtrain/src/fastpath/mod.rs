@@ -35,7 +35,6 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::Linear;
@@ -630,13 +629,6 @@ fn relu_if<const D: usize>(out: Tensor<D>, relu: bool) -> Tensor<D> {
 }
 
 /// The layer's bias, or an untracked zero bias (its gradient is never computed).
-fn bias_or_zeros(bias: &Option<Param<Tensor<1>>>, len: usize, device: &Device) -> Tensor<1> {
-    match bias {
-        Some(bias) => bias.val(),
-        None => Tensor::zeros([len], device),
-    }
-}
-
 /// `Conv2d::forward`, on the fast path where it applies.
 pub fn conv2d(module: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv2d_fused(module, x, false)
@@ -727,16 +719,41 @@ pub fn linear_relu(module: &Linear, x: Tensor<2>) -> Tensor<2> {
 
 fn linear_fused(module: &Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
     let weight = module.weight.val();
-    let [d_in, d_out] = weight.dims();
-    let usable = enabled()
-        && x.dims()[1] == d_in
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && is_flex(&x.device());
-    if !usable {
+    let bias = module.bias.as_ref().map(|b| b.val());
+    if !linear_usable(&x, &weight) {
         return relu_if(module.forward(x), relu);
     }
-    let bias = bias_or_zeros(&module.bias, d_out, &x.device());
+    linear_tensors(x, weight, bias, relu)
+}
+
+/// Whether the fast linear kernel takes `x` `[n, d_in]` and `weight` `[d_in, d_out]`.
+fn linear_usable(x: &Tensor<2>, weight: &Tensor<2>) -> bool {
+    enabled()
+        && x.dims()[1] == weight.dims()[0]
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && is_flex(&x.device())
+}
+
+/// `x · weight + bias` (optionally through a ReLU) for `x` `[n, d_in]` and `weight`
+/// `[d_in, d_out]`: the fast path where it applies, burn's `matmul` otherwise. What
+/// imported (ONNX) models' Gemm calls; the zoo's layers go through [`linear`].
+pub fn linear_tensors(
+    x: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    relu: bool,
+) -> Tensor<2> {
+    let d_out = weight.dims()[1];
+    if !linear_usable(&x, &weight) {
+        let y = x.matmul(weight);
+        let y = match bias {
+            Some(b) => y + b.unsqueeze_dim(0),
+            None => y,
+        };
+        return relu_if(y, relu);
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([d_out], &x.device()));
     Tensor::<2>::from_dispatch(<Dispatch as FastConvBackend>::fast_linear(
         x.into_dispatch(),
         weight.into_dispatch(),

@@ -77,6 +77,17 @@ pub(crate) fn gemm(node: &Node, a: Ft, b: Ft, c: Option<Ft>) -> Result<Ft, Strin
         return Err(format!("Gemm of {:?} and {:?}", a.dims(), b.dims()));
     }
     let (alpha, beta) = (node.float("alpha", 1.0)?, node.float("beta", 1.0)?);
+    // The common case (a linear layer: alpha = beta = 1, a bias vector or none) runs on
+    // the fast linear kernel, as the zoo's layers do.
+    let n = b.dims()[1];
+    let bias = match &c {
+        None => Some(None),
+        Some(Ft::R1(v)) if v.dims() == [n] => Some(Some(v.clone())),
+        _ => None,
+    };
+    if let (true, Some(bias)) = (alpha == 1.0 && beta == 1.0, bias) {
+        return Ok(Ft::R2(crate::fastpath::linear_tensors(a, b, bias, false)));
+    }
     let mut y = a.matmul(b);
     if alpha != 1.0 {
         y = y.mul_scalar(alpha);
