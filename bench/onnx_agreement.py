@@ -7,11 +7,11 @@ onnxruntime (CPU) on the first --n test images and prints its accuracy and:
 - with PREDICTIONS.json (a list of predicted labels, or an object with a `predictions`
   list, e.g. NAME.predictions.json from bench/torch_fmnist_models.py): the fraction of
   points where onnxruntime's argmax equals the JSON's prediction;
-- with --advtrain-eval EVAL.json (an advtrain `eval-*.json`; it stores
-  `per_example.labels`, `per_example.clean_correct` (1 = right) and `per_example.adv_pred`
-  but not the clean predictions themselves): the fraction of its points where advtrain's
-  clean_correct equals the correctness of the JSON's predictions (PyTorch), and of
-  onnxruntime's, plus advtrain's clean and robust accuracy on those points.
+- with --advtrain-eval EVAL.json (an advtrain `eval-*.json`: `per_example.labels`,
+  `clean_correct` (1 = right), `clean_pred` (the clean predictions; records written before
+  advtrain kept them lack it) and `adv_pred`): the fraction of its points where advtrain's
+  clean prediction equals the JSON's (PyTorch's) and onnxruntime's, where its clean_correct
+  equals their correctness, and advtrain's clean and robust accuracy on those points.
 
 Each figure is printed with its n. --json OUT.json writes the figures.
 
@@ -61,7 +61,8 @@ def load_predictions(path):
 def load_advtrain(path):
     per = json.load(open(path))["per_example"]
     return {k: np.asarray(per[k], dtype=np.int64)
-            for k in ("labels", "clean_correct", "robust_correct", "adv_pred") if k in per}
+            for k in ("labels", "clean_correct", "clean_pred", "robust_correct", "adv_pred")
+            if k in per and len(per[k]) > 0}
 
 
 def fraction(a, b):
@@ -80,6 +81,10 @@ def compare_advtrain(adv, labels, ort_pred, ref_pred):
     out["clean_correct_vs_onnxruntime"] = fraction(ours, ort_pred[:n] == labels[:n])[0]
     if ref_pred is not None:
         out["clean_correct_vs_predictions"] = fraction(ours, ref_pred[:n] == labels[:n])[0]
+    if "clean_pred" in adv:
+        out["clean_pred_vs_onnxruntime"] = fraction(adv["clean_pred"], ort_pred[:n])[0]
+        if ref_pred is not None:
+            out["clean_pred_vs_predictions"] = fraction(adv["clean_pred"], ref_pred[:n])[0]
     return out
 
 
@@ -124,6 +129,10 @@ def main():
         print(line)
         print(f"  clean_correct equals onnxruntime's correctness on "
               f"{100 * adv['clean_correct_vs_onnxruntime']:.2f}% of n={adv['n']}")
+        for key, what in (("clean_pred_vs_onnxruntime", "onnxruntime's"),
+                          ("clean_pred_vs_predictions", "the predictions'")):
+            if key in adv:
+                print(f"  clean predictions equal {what} on {100 * adv[key]:.2f}% of n={adv['n']}")
         if "clean_correct_vs_predictions" in adv:
             print(f"  clean_correct equals the predictions' correctness on "
                   f"{100 * adv['clean_correct_vs_predictions']:.2f}% of n={adv['n']}")
