@@ -75,10 +75,21 @@ fn an_onnx_model_is_evaluated_fine_tuned_and_exported() {
             .arg("--run")
             .arg(&run),
     );
+    // The checklist too: its transfer surrogate is a standard small-cnn (advtrain cannot
+    // initialise an imported architecture afresh).
+    let out = run_ok(
+        eval(&[
+            "--attack", "pgd", "--steps", "2", "--checks", "--limit", "30",
+        ])
+        .arg("--run")
+        .arg(&run),
+    );
+    assert!(out.contains("standard small-cnn"), "{out}");
     for f in [
         "eval-pgd.json",
         "eval-fgsm.json",
         "eval-apgd-ce.json",
+        "checks.json",
         "report.html",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
