@@ -290,3 +290,104 @@ fn onnx_model_errors_name_the_problem() {
     );
     assert!(err.contains("--model"), "{err}");
 }
+
+/// Every training method fine-tunes an imported model, and an image folder feeds one.
+#[test]
+fn every_method_fine_tunes_an_onnx_model_and_an_image_folder_feeds_it() {
+    let root = scratch("onnx-methods");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    for method in [
+        "standard", "pgd-at", "mixed", "fgsm-rs", "trades", "free", "mart",
+    ] {
+        let out = root.join(method);
+        run_ok(
+            bin()
+                .args([
+                    "train",
+                    "-q",
+                    "--method",
+                    method,
+                    "--eps",
+                    "0.1",
+                    "--epochs",
+                    "1",
+                    "--limit",
+                    "150",
+                    "--batch-size",
+                    "50",
+                    "--val-size",
+                    "50",
+                    "--attack-steps",
+                    "1",
+                    "--val-steps",
+                    "1",
+                    "--final-steps",
+                    "0",
+                ])
+                .arg("--init")
+                .arg(fixture())
+                .arg("--data")
+                .arg(&data)
+                .arg("--out")
+                .arg(&out),
+        );
+        let before = advtrain::run::sha256_hex(&std::fs::read(out.join("model.onnx")).unwrap());
+        let exported = out.join("tuned.onnx");
+        run_ok(
+            bin()
+                .args(["export", "--run"])
+                .arg(&out)
+                .arg("--out")
+                .arg(&exported),
+        );
+        let after = advtrain::run::sha256_hex(&std::fs::read(&exported).unwrap());
+        assert_ne!(
+            before, after,
+            "{method}: the exported weights did not change"
+        );
+    }
+
+    // A test set as class folders of PNG files (grey, 30×30: resized and cropped to 28×28).
+    let folder = root.join("folder");
+    for (class, shade) in [("boot", 40u8), ("shirt", 200u8)] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::GrayImage::from_pixel(30, 30, image::Luma([shade + i]));
+            img.save(folder.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let names = root.join("names.txt");
+    std::fs::write(
+        &names,
+        (0..10).map(|c| format!("class {c}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let run = root.join("folder-run");
+    let out = run_ok(
+        bin()
+            .args([
+                "eval",
+                "-q",
+                "--eps",
+                "0.1",
+                "--attack",
+                "fgsm",
+                "--dataset",
+                "image-folder",
+            ])
+            .arg("--class-names")
+            .arg(&names)
+            .arg("--model")
+            .arg(fixture())
+            .arg("--data")
+            .arg(&folder)
+            .arg("--out")
+            .arg(&run),
+    );
+    assert!(out.contains("examples:         6"), "{out}");
+    let record = json(&run.join("eval-fgsm.json"));
+    assert_eq!(record["per_class"][0]["name"], "class 0");
+}
