@@ -145,9 +145,10 @@ impl AttackFlags {
 
 /// `advtrain eval`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["run", "model"])))]
 pub struct EvalArgs {
     /// Run directory written by `advtrain train` (or by an earlier `eval --model`).
-    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    #[arg(long, conflicts_with = "model")]
     pub run: Option<PathBuf>,
     /// Your own image classifier as an ONNX file: evaluated without a training run (a run
     /// directory is made for it, see --out; needs --eps).
