@@ -174,4 +174,17 @@ impl DataError {
             source,
         }
     }
+
+    /// A failure to open or read a data file: `Missing` when it does not exist (so the
+    /// message says so plainly), `Io` otherwise.
+    pub(crate) fn reading(path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DataError::Missing {
+                path: path.to_path_buf(),
+                hint: "the file does not exist".to_string(),
+            }
+        } else {
+            DataError::io(path, source)
+        }
+    }
 }

@@ -38,16 +38,7 @@ pub fn file_names(split: Split) -> Vec<&'static str> {
 
 /// Read one batch file: `(labels, images)` with images as C×H×W bytes per record.
 pub fn read_cifar_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>), DataError> {
-    let bytes = fs::read(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            DataError::Missing {
-                path: path.to_path_buf(),
-                hint: "the file does not exist".to_string(),
-            }
-        } else {
-            DataError::io(path, e)
-        }
-    })?;
+    let bytes = fs::read(path).map_err(|e| DataError::reading(path, e))?;
     if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
         return Err(DataError::invalid(
             path,

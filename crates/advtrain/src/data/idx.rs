@@ -62,16 +62,7 @@ struct IdxReader {
 
 impl IdxReader {
     fn open(path: &Path) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                DataError::Missing {
-                    path: path.to_path_buf(),
-                    hint: "the file does not exist".to_string(),
-                }
-            } else {
-                DataError::io(path, e)
-            }
-        })?;
+        let file = File::open(path).map_err(|e| DataError::reading(path, e))?;
         let mut buf = BufReader::new(file);
         let head = buf.fill_buf().map_err(|e| DataError::io(path, e))?;
         let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;

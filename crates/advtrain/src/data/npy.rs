@@ -93,16 +93,7 @@ fn parent(path: &Path) -> &Path {
 }
 
 fn open(path: &Path) -> Result<File, DataError> {
-    File::open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            DataError::Missing {
-                path: path.to_path_buf(),
-                hint: "the file does not exist".to_string(),
-            }
-        } else {
-            DataError::io(path, e)
-        }
-    })
+    File::open(path).map_err(|e| DataError::reading(path, e))
 }
 
 /// The `(images, labels)` member names of `zip` to read, without `.npy`.

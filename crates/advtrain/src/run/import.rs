@@ -62,7 +62,7 @@ pub fn read_onnx(path: &Path, options: &OnnxOptions, device: &Device) -> Result<
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let sha256 = sha256_hex(&bytes);
-    let model = OnnxModel::from_bytes(bytes.clone(), path, options, device)?;
+    let model = OnnxModel::from_bytes(&bytes, path, options, device)?;
     let import = OnnxImport {
         source: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         sha256,

@@ -116,3 +116,21 @@ pub fn partly_robust() -> (ZooModel, Dataset) {
     );
     (model, test)
 }
+
+/// A tensor's values as `f32`, in row-major order.
+pub fn values<const D: usize>(t: burn::prelude::Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// Largest difference relative to the largest reference magnitude.
+pub fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    got.iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}

@@ -10,6 +10,8 @@ use advtrain::model::onnx::{OnnxModel, OnnxOptions};
 use advtrain::model::Classifier;
 use burn::module::Module;
 use burn::prelude::*;
+
+use crate::common::{relative_error, values};
 use prost::Message;
 use safetensors::SafeTensors;
 
@@ -61,23 +63,6 @@ impl Reference {
         let n = y.len();
         Tensor::from_data(TensorData::new(y, [n]), device)
     }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
-/// Largest difference relative to the largest reference magnitude.
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    got.iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
 }
 
 fn load(name: &str) -> OnnxModel {

@@ -14,6 +14,8 @@ use advtrain::model::{
     ModelShape, Normalization, ZooModel,
 };
 use burn::prelude::*;
+
+use crate::common::{relative_error, values};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -63,23 +65,6 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
-/// Largest difference relative to the largest reference magnitude.
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    got.iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
 }
 
 /// The shapes `scripts/make_pytorch_fixtures.py` gave the weight fixtures (small and not

@@ -8,6 +8,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 
 use super::graph::{self, Graph, LoadError};
 use super::ops::{self, Ctx};
+use super::proto::ModelProto;
 use super::value::{Ft, Value};
 use crate::error::{Error, Result};
 use crate::model::{Classifier, ModelShape, Normalization};
@@ -123,18 +124,30 @@ impl OnnxModel {
             });
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(bytes, path, options, device)
+        let proto = graph::decode(&bytes).map_err(|e| onnx_error(path, None, e))?;
+        drop(bytes);
+        Self::from_proto(proto, path, options, device)
     }
 
-    /// [`OnnxModel::load`] on a file already read into memory (`path` names it in errors).
+    /// [`OnnxModel::load`] on a file already read into memory (`path` names it in errors);
+    /// the caller keeps its bytes (to copy the file, say) without a second copy here.
     pub fn from_bytes(
-        bytes: Vec<u8>,
+        bytes: &[u8],
         path: &Path,
         options: &OnnxOptions,
         device: &Device,
     ) -> Result<Self> {
-        let proto = graph::decode(&bytes).map_err(|e| onnx_error(path, None, e))?;
-        drop(bytes);
+        let proto = graph::decode(bytes).map_err(|e| onnx_error(path, None, e))?;
+        Self::from_proto(proto, path, options, device)
+    }
+
+    /// The model of a decoded file.
+    fn from_proto(
+        proto: ModelProto,
+        path: &Path,
+        options: &OnnxOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let opset = graph::opset_of(&proto).map_err(|e| onnx_error(path, None, e))?;
         let (graph, weights) = graph::build(&path.display().to_string(), proto)
             .map_err(|e| onnx_error(path, Some(opset), e))?;
