@@ -55,14 +55,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(&a),
         Command::Eval(a) if a.model.is_some() => eval_image::run_import(&a),
         Command::Eval(a) => {
-            let dir = RunDir::open(a.run_dir()?)?;
+            let dir = RunDir::open_for_writing(a.run_dir()?, "eval")?;
             match dir.task() {
                 Task::Image => eval_image::run(&a, dir),
                 Task::Text => eval_text::run(&a, dir),
             }
         }
         Command::Attack(a) => {
-            let dir = RunDir::open(&a.run)?;
+            // Locked too: an attack during training would attack intermediate weights.
+            let dir = RunDir::open_for_writing(&a.run, "attack")?;
             match dir.task() {
                 Task::Image => attack_image::run(&a, dir),
                 Task::Text => attack_text::run(&a, dir),
@@ -79,7 +80,7 @@ fn run(cli: Cli) -> Result<()> {
 fn train(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.resume {
         args.check_resume_alone()?;
-        let dir = RunDir::open(path)?;
+        let dir = RunDir::open_for_writing(path, "train --resume")?;
         return match dir.task() {
             Task::Image => train_image::resume(args, dir),
             Task::Text => train_text::resume(args, dir),

@@ -14,6 +14,33 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// The environment variable of the crash-safety test: `ADVTRAIN_FAULT_AT_WRITE=N` makes the
+/// `N`-th file write of the process (an atomic rename or a JSONL append, counted from 1)
+/// abort the process just before it happens, as a kill at that moment would. Unset in
+/// normal use, where [`fault_point`] costs one relaxed atomic increment.
+pub const FAULT_AT_WRITE: &str = "ADVTRAIN_FAULT_AT_WRITE";
+
+/// Counts a file write and aborts the process if it is the one [`FAULT_AT_WRITE`] names.
+pub fn fault_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let target = TARGET.get_or_init(|| std::env::var(FAULT_AT_WRITE).ok()?.parse().ok());
+    if let Some(target) = *target {
+        if WRITES.fetch_add(1, Ordering::Relaxed) + 1 == target {
+            eprintln!("{FAULT_AT_WRITE}={target}: aborting before this write");
+            std::process::abort();
+        }
+    }
+}
+
+/// `fs::rename`, one [`fault_point`] first: every record advtrain replaces goes through it.
+pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    fault_point();
+    fs::rename(from, to)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over the target. A crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -31,7 +58,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        rename(&tmp, path)?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -41,6 +68,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+/// SHA-256 of the file at `path`, in lower-case hex, read in pieces (a model file can be
+/// hundreds of megabytes); `None` when there is no such file.
+pub fn sha256_file(path: &Path) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    Ok(Some(hex(&hash.finalize())))
 }
 
 /// Writes pretty JSON atomically.
@@ -85,6 +145,7 @@ pub fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    fault_point();
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)

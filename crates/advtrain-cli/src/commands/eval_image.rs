@@ -5,7 +5,7 @@ use advtrain::eval::checks::{self, ChecksConfig, Verdict};
 use advtrain::eval::RobustEval;
 use std::path::{Path, PathBuf};
 
-use advtrain::data::DatasetName;
+use advtrain::data::{Dataset, DatasetName};
 use advtrain::model::ImageModel;
 use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, ImportRequest, RunConfig, RunDir};
 use advtrain::threat::{Norm, ThreatModel};
@@ -107,6 +107,9 @@ fn evaluate(
     spec.check_classes(config.shape.num_classes)?;
     let curve = args.curve()?;
     let test = config.test_set(args.data.as_deref(), args.limit)?;
+    if test.is_empty() {
+        bail!("no test points to evaluate (--limit 0, or an empty test set): nothing would be measured");
+    }
     let bars = Bars::new(args.common.quiet);
     let mut rng = advtrain::rng::seeded(args.seed);
     if args.batch_size == 0 {
@@ -114,9 +117,14 @@ fn evaluate(
     }
     let batch = args.batch_size;
     let mut tag = spec.tag(threat, config.train.threat());
-    // A subset evaluation must not overwrite the full-test-set record.
+    // A subset evaluation must not overwrite the full-test-set record, nor one on other
+    // data the run's own.
     if args.limit.is_some() {
         tag.push_str(&format!("-n{}", test.len()));
+    }
+    let own_data = is_own_test_data(dir, config, args, &test)?;
+    if !own_data {
+        tag.push_str(&format!("-data{}", &test.fingerprint()[..8]));
     }
     let state_file = dir.eval_state_file(&tag);
     if args.fresh {
@@ -135,10 +143,22 @@ fn evaluate(
     let class_names = config.class_names_or(&test);
     let done = evaluate_spec(model, &test, request, &class_names, &mut rng, &bars)
         .with_context(|| resume_hint(&state_file))?;
-    let path = dir.record_eval(&tag, &done.record)?;
-    dir.clear_eval_state(&tag)?;
+    // Printed before anything is written: a run directory that cannot be written (read-only,
+    // full disk) must not cost the user the numbers just computed.
     print_eval(&done.result, &done.record, threat);
-    println!("written:          {}", path.display());
+    let recorded = dir
+        .record_eval(&tag, &done.record, own_data)
+        .with_context(|| {
+            format!(
+                "the result above was not written to {}",
+                dir.path().display()
+            )
+        })?;
+    dir.clear_eval_state(&tag)?;
+    println!("written:          {}", recorded.path.display());
+    if let Some(why) = &recorded.summary_kept {
+        println!("summary.json:     unchanged ({why})");
+    }
     if args.checks {
         let mut cfg = ChecksConfig::new(threat);
         if let Some(steps) = args.spec.steps {
@@ -171,11 +191,43 @@ fn evaluate(
             };
             println!("  {tag} {}. {}: {}", c.id, c.name, c.detail);
         }
-        let checks_path = dir.write_checks(&results)?;
+        let checks_path = dir
+            .write_checks(&results, test.len(), done.record.test_data_sha256.clone())
+            .with_context(|| {
+                format!(
+                    "the checks above were not written to {}",
+                    dir.path().display()
+                )
+            })?;
         println!("written:          {}", checks_path.display());
     }
     common::print_report(advtrain::report::refresh_run(dir.path(), device));
     Ok(())
+}
+
+/// Whether the test data read (all of it, whatever `--limit` took) is the run's own: its
+/// fingerprint is the summary's, or, for a summary older than the fingerprint, `--data` is
+/// absent or the run's own directory.
+fn is_own_test_data(
+    dir: &RunDir,
+    config: &RunConfig,
+    args: &EvalArgs,
+    test: &Dataset,
+) -> Result<bool> {
+    if let Some(known) = dir.summary()?.and_then(|s| s.test_data_sha256) {
+        let fingerprint = match args.limit {
+            None => test.fingerprint(),
+            Some(_) => config.test_set(args.data.as_deref(), None)?.fingerprint(),
+        };
+        return Ok(known == fingerprint);
+    }
+    Ok(match args.data.as_deref() {
+        None => true,
+        Some(d) => {
+            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+            canon(d) == canon(&config.data_dir)
+        }
+    })
 }
 
 /// What to do after a failed evaluation, given its state file.

@@ -4,7 +4,7 @@
 use advtrain::run::RunDir;
 use advtrain::text::eval::evaluate_text;
 use advtrain::text::run::TextRun;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::args::EvalArgs;
 use crate::common;
@@ -18,14 +18,24 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     let device = args.common.setup()?;
     let (run, config) = TextRun::open(dir.path())?;
     let (_, test) = config.load_data(args.data.as_deref())?;
+    let full = test.len();
     let test = match args.limit {
         Some(n) => test.take(n),
         None => test,
     };
     let model = run.load_model(&config, &device)?;
     let (record, results) = evaluate_text(&model, &test, attack.as_ref(), args.seed)?;
-    run.write_eval(&record, &results)?;
+    // Printed first: a run directory that cannot be written must not cost the numbers.
     common::print_text_record(&record);
+    let path = run
+        .write_eval(&record, &results, test.len() < full)
+        .with_context(|| {
+            format!(
+                "the result above was not written to {}",
+                run.path().display()
+            )
+        })?;
+    println!("written:          {}", path.display());
     common::print_report(advtrain::report::refresh_run(run.path(), &device));
     Ok(())
 }

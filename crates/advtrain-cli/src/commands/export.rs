@@ -8,7 +8,8 @@ use crate::args::ExportArgs;
 
 /// Writes the export `args` ask for.
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let dir = RunDir::open(&args.run)?;
+    // Locked: exporting while the run trains would hand over intermediate weights.
+    let dir = RunDir::open_for_writing(&args.run, "export")?;
     dir.expect_task(Task::Image)?;
     let config = dir.config()?;
     let format: ExportFormat = match &args.format {

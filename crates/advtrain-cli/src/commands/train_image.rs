@@ -144,10 +144,7 @@ fn train_model<M: Classifier + ModuleSnapshot + 'static>(
         &mut recorder,
     )
     .map_err(|e| match e {
-        advtrain::Error::Diverged(_) => anyhow::anyhow!(
-            "{e}\nmetrics.jsonl and the checkpoints in {} keep the work done before it",
-            dir.path().display()
-        ),
+        advtrain::Error::Diverged(_) => anyhow::anyhow!("{e}\n{}", diverged_note(dir)),
         other => other.into(),
     })?;
     dir.save_model(&trained.model)?;
@@ -156,6 +153,32 @@ fn train_model<M: Classifier + ModuleSnapshot + 'static>(
     print_final(dir.path(), config, &trained, &fin);
     common::print_report(advtrain::report::refresh_run(dir.path(), device));
     Ok(())
+}
+
+/// What a diverged run leaves to look at, naming only the files that exist (a run that
+/// diverges in its first epoch has no checkpoint yet).
+fn diverged_note(dir: &RunDir) -> String {
+    let kept: Vec<&str> = [
+        files::METRICS,
+        advtrain::train::checkpoint::CHECKPOINT,
+        advtrain::train::checkpoint::PREVIOUS,
+    ]
+    .into_iter()
+    .filter(|f| dir.file(f).exists())
+    .collect();
+    if kept.is_empty() {
+        format!(
+            "it diverged before its first epoch ended and before any checkpoint, so {} holds \
+             no trained weights; try a lower --lr",
+            dir.path().display()
+        )
+    } else {
+        format!(
+            "{} in {} keep the work done before it",
+            kept.join(", "),
+            dir.path().display()
+        )
+    }
 }
 
 /// One line per finished epoch.

@@ -52,7 +52,9 @@ fn checks_train_the_transfer_surrogate_once_and_take_another_run_on_request() {
     assert!(surrogate.is_file(), "the surrogate was not cached");
     let checks: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("checks.json")).unwrap()).unwrap();
-    let ids: Vec<u64> = checks
+    assert!(checks["model_sha256"].is_string(), "{checks}");
+    assert_eq!(checks["n"].as_u64(), Some(40), "{checks}");
+    let ids: Vec<u64> = checks["checks"]
         .as_array()
         .unwrap()
         .iter()

@@ -8,6 +8,8 @@ mod common;
 mod bench;
 mod checks;
 mod end_to_end;
+mod fault_injection;
 mod onnx_end_to_end;
 mod report_browser;
+mod results_integrity;
 mod text_end_to_end;

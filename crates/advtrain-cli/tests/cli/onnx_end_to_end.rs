@@ -58,7 +58,7 @@ fn an_onnx_model_is_evaluated_fine_tuned_and_exported() {
     let summary = json(&run.join("summary.json"));
     assert_eq!(summary["epochs"], 0);
     assert_eq!(summary["n_test"], 120);
-    let pgd = json(&run.join("eval-pgd.json"));
+    let pgd = json(&run.join("eval-pgd-steps3.json"));
     assert_eq!(summary["clean_accuracy"], pgd["clean_accuracy"]);
     assert_eq!(summary["robust_accuracy"], pgd["robust_accuracy"]);
 
@@ -86,9 +86,10 @@ fn an_onnx_model_is_evaluated_fine_tuned_and_exported() {
     );
     assert!(out.contains("standard small-cnn"), "{out}");
     for f in [
-        "eval-pgd.json",
+        "eval-pgd-steps3.json",
+        "eval-pgd-steps2-n30.json",
         "eval-fgsm.json",
-        "eval-apgd-ce.json",
+        "eval-apgd-ce-steps3.json",
         "checks.json",
         "report.html",
     ] {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::common::{bin, metrics_without, run_err, run_ok, scratch, tensors};
 
-fn write_csv(path: &Path, n: usize) {
+pub(crate) fn write_csv(path: &Path, n: usize) {
     let filler = [
         "meeting", "lunch", "report", "thanks", "review", "notes", "call", "team",
     ];

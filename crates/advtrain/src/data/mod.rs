@@ -168,6 +168,31 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// SHA-256 (hex) of the examples: their shape, labels and pixels. Records carry it so a
+    /// reader can tell whether two evaluations (or a checkpoint and a resume) saw the same
+    /// data; the same count of examples is not enough, since another file can have it too.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for dim in [
+            self.len(),
+            self.channels,
+            self.height,
+            self.width,
+            self.num_classes,
+        ] {
+            hash.update((dim as u64).to_le_bytes());
+        }
+        hash.update(&self.labels);
+        let mut bytes = Vec::with_capacity(4 * 4096);
+        for chunk in self.images.chunks(4096) {
+            bytes.clear();
+            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+            hash.update(&bytes);
+        }
+        crate::io::hex(&hash.finalize())
+    }
+
     /// Values per image: C*H*W.
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width

@@ -364,15 +364,44 @@ impl AttackSpec {
         }
     }
 
-    /// File-name tag of an evaluation: the name, `-<loss>` unless cross-entropy,
-    /// `-targeted`, and `-<norm>-eps<ε>` when `threat` is not the run's `trained` one.
+    /// File-name tag of an evaluation: the name, then every setting that differs from the
+    /// attack's reference defaults ([`AttackSpec::new`]): `-<loss>` unless cross-entropy,
+    /// `-target<mode>`, `-steps<N>`, `-restarts<N>`, `-alpha<a>`, `-queries<N>`,
+    /// `-targets<N>`, `-eot<N>`, and `-<norm>-eps<ε>` when `threat` is not the run's
+    /// `trained` one. Two evaluations share a file only when they ran the same attack, so
+    /// `--steps 1` can never replace the PGD-20 record.
     pub fn tag(&self, threat: ThreatModel, trained: ThreatModel) -> String {
+        let reference = Self::new(self.kind);
         let mut tag = self.name.clone();
         if self.loss != AttackLoss::CrossEntropy {
             tag.push_str(&format!("-{}", self.loss));
         }
-        if self.target.is_some() {
-            tag.push_str("-targeted");
+        match self.target {
+            None => {}
+            Some(TargetMode::Random) => tag.push_str("-target-random"),
+            Some(TargetMode::LeastLikely) => tag.push_str("-target-least-likely"),
+            Some(TargetMode::Class(c)) => tag.push_str(&format!("-target{c}")),
+        }
+        let mut differs = |used: bool, value: usize, default: usize, key: &str| {
+            if used && value != default {
+                tag.push_str(&format!("-{key}{value}"));
+            }
+        };
+        let iterative = self.kind.is_iterative() && !self.kind.is_ensemble();
+        differs(iterative, self.steps, reference.steps, "steps");
+        differs(
+            self.kind.has_restarts(),
+            self.restarts,
+            reference.restarts,
+            "restarts",
+        );
+        let square = self.kind == AttackKind::Square;
+        differs(square, self.queries, reference.queries, "queries");
+        let targeted = matches!(self.kind, AttackKind::ApgdT | AttackKind::FabT);
+        differs(targeted, self.targets, reference.targets, "targets");
+        differs(true, self.eot, reference.eot, "eot");
+        if let Some(a) = self.step_size {
+            tag.push_str(&format!("-alpha{a}"));
         }
         if threat.norm != trained.norm || (threat.eps - trained.eps).abs() > 1e-9 {
             tag.push_str(&format!("-{}-eps{}", threat.norm, threat.eps));
@@ -576,7 +605,45 @@ mod tests {
         spec.target = Some(TargetMode::LeastLikely);
         assert_eq!(
             spec.tag(ThreatModel::linf(0.2), trained),
-            "pgd-cw-targeted-linf-eps0.2"
+            "pgd-cw-target-least-likely-linf-eps0.2"
         );
+    }
+
+    #[test]
+    fn tags_name_every_setting_that_differs_from_the_reference() {
+        let trained = ThreatModel::linf(0.1);
+        let pgd = AttackSpec::new(AttackKind::Pgd);
+        let one_step = AttackSpec {
+            steps: 1,
+            ..pgd.clone()
+        };
+        assert_ne!(one_step.tag(trained, trained), pgd.tag(trained, trained));
+        assert_eq!(one_step.tag(trained, trained), "pgd-steps1");
+        let many = AttackSpec {
+            restarts: 5,
+            step_size: Some(0.01),
+            target: Some(TargetMode::Class(3)),
+            eot: 4,
+            ..pgd
+        };
+        assert_eq!(
+            many.tag(trained, trained),
+            "pgd-target3-restarts5-eot4-alpha0.01"
+        );
+        let square = AttackSpec {
+            queries: 100,
+            ..AttackSpec::new(AttackKind::Square)
+        };
+        assert_eq!(square.tag(trained, trained), "square-queries100");
+        let apgd_t = AttackSpec {
+            targets: 3,
+            ..AttackSpec::new(AttackKind::ApgdT)
+        };
+        assert_eq!(apgd_t.tag(trained, trained), "apgd-t-targets3");
+        // The reference settings keep the short names scripts read.
+        for kind in ["pgd", "apgd-ce", "square", "autoattack", "fab-t"] {
+            let spec = AttackSpec::named(kind).unwrap();
+            assert_eq!(spec.tag(trained, trained), kind);
+        }
     }
 }

@@ -77,13 +77,10 @@ impl RunReport {
         } else {
             None
         };
-        let evals = crate::run::read_evals(dir)?;
-        let checks_path = dir.join(CHECKS);
-        let checks = if checks_path.is_file() {
-            Some(crate::io::read_json::<Vec<Check>>(&checks_path)?)
-        } else {
-            None
-        };
+        // Only the results of the current weights: a run trained again (`--force`, or
+        // further epochs) must not show the previous model's evaluations or checklist.
+        let evals = crate::run::current_evals(dir)?;
+        let checks = crate::run::current_checks(dir)?;
         let name = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())

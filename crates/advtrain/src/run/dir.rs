@@ -3,8 +3,10 @@
 //! what a run holds and what "starting over" removes.
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::prelude::Device;
@@ -93,11 +95,25 @@ pub struct EvalFile {
 
 /// A run directory. Created empty by [`RunDir::create`] or found by [`RunDir::open`]; every
 /// file it holds is reached through it (the names are in [`files`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A writer holds the directory's lock ([`RunDir::create`], [`RunDir::open_for_writing`]):
+/// two `advtrain train` into one `--out` would otherwise leave the config of one and the
+/// weights of the other, and an `eval` during training would score intermediate weights.
+/// Readers that only read (the report) take no lock: every file is replaced atomically.
+#[derive(Clone, Debug)]
 pub struct RunDir {
     path: PathBuf,
     task: Task,
+    lock: Option<Arc<RunLock>>,
 }
+
+impl PartialEq for RunDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.task == other.task
+    }
+}
+
+impl Eq for RunDir {}
 
 impl RunDir {
     /// Prepares `path` for a new run of `task`. A directory that already holds a run (a
@@ -107,6 +123,16 @@ impl RunDir {
     /// nothing from it can be mistaken for a result of the new one. Other files are kept.
     pub fn create(path: impl Into<PathBuf>, task: Task, force: bool) -> Result<Self> {
         let path = path.into();
+        if Self::holds_run(&path) && !force {
+            return Err(Error::Record {
+                path,
+                message: "already holds a run; choose another --out or pass --force to \
+                          overwrite it"
+                    .into(),
+            });
+        }
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let lock = RunLock::acquire(&path, "train")?;
         if Self::holds_run(&path) {
             if !force {
                 return Err(Error::Record {
@@ -118,8 +144,27 @@ impl RunDir {
             }
             remove_results(&path)?;
         }
-        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Self { path, task })
+        remove_stale_temporaries(&path)?;
+        Ok(Self {
+            path,
+            task,
+            lock: Some(Arc::new(lock)),
+        })
+    }
+
+    /// [`RunDir::open`], holding the directory's lock for `purpose` (e.g. `"eval"`) until
+    /// the last clone of the returned value is dropped. Refused, naming the holder, while
+    /// another process writes the run. Temporary files a killed writer left are removed.
+    pub fn open_for_writing(path: impl Into<PathBuf>, purpose: &str) -> Result<Self> {
+        let mut dir = Self::open(path)?;
+        dir.lock = Some(Arc::new(RunLock::acquire(&dir.path, purpose)?));
+        remove_stale_temporaries(&dir.path)?;
+        Ok(dir)
+    }
+
+    /// Whether this value holds the directory's lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// Opens an existing run; its task comes from `config.toml` (no `task` key: an image
@@ -133,7 +178,11 @@ impl RunDir {
             });
         }
         match Self::task_of(&path)? {
-            Some(task) => Ok(Self { path, task }),
+            Some(task) => Ok(Self {
+                path,
+                task,
+                lock: None,
+            }),
             None => Err(Error::Record {
                 path: path.join(files::CONFIG),
                 message: "missing: this is not a run directory written by `advtrain train`".into(),
@@ -265,36 +314,103 @@ impl RunDir {
         read_evals(&self.path)
     }
 
-    /// Writes `eval-<tag>.json` (replacing an earlier one with the same tag); returns its
-    /// path.
+    /// SHA-256 of the weights this run's evaluations measure: `model.safetensors`, or an
+    /// imported model's `model.onnx` before it is trained; `None` when neither exists.
+    pub fn model_sha256(&self) -> Result<Option<String>> {
+        model_sha256_of(&self.path)
+    }
+
+    /// `record` with the hash of the weights it measured (the run's current ones).
+    pub fn stamp(&self, record: &EvalRecord) -> Result<EvalRecord> {
+        let mut record = record.clone();
+        record.model_sha256 = self.model_sha256()?;
+        Ok(record)
+    }
+
+    /// Writes `eval-<tag>.json` with the current weights' hash ([`RunDir::stamp`]); returns
+    /// its path. An earlier record with the same tag is replaced, unless it measured the
+    /// same weights on the same data at more points: then nothing is written and the error
+    /// says so (a weaker result never replaces a stronger one).
     pub fn write_eval(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
+        let record = self.stamp(record)?;
+        self.write_stamped(tag, &record)
+    }
+
+    /// [`RunDir::write_eval`] of a record already stamped.
+    pub(crate) fn write_stamped(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
         self.expect_task(Task::Image)?;
         let path = self.file(&files::eval(tag));
+        if path.exists() {
+            if let Ok(old) = read_json::<EvalRecord>(&path) {
+                let same = old.model_sha256.is_some()
+                    && old.model_sha256 == record.model_sha256
+                    && old.test_data_sha256 == record.test_data_sha256;
+                if same && old.n > record.n {
+                    return Err(Error::Record {
+                        path,
+                        message: format!(
+                            "already holds this evaluation of the same model on {} points; \
+                             a result on {} points does not replace it",
+                            old.n, record.n
+                        ),
+                    });
+                }
+            }
+        }
         write_json(&path, record)?;
         Ok(path)
     }
 
-    /// [`RunDir::write_eval`], then, when it covers the summary's test examples (a subset
-    /// evaluation must not change the headline), recomputes `summary.json`'s robust
-    /// accuracy as the per-point worst case over every evaluation at the training threat
-    /// model ([`Summary::combine`]).
+    /// [`RunDir::write_eval`], then recomputes `summary.json` when the evaluation is on the
+    /// summary's test examples: the same number and the same data (`own_data`: the
+    /// evaluation read the run's own data directory, which decides for summaries older than
+    /// the data's fingerprint). The robust accuracy becomes the per-point worst case over
+    /// every evaluation of these weights at the training threat model
+    /// ([`Summary::combine`]). A subset, or data from elsewhere, never changes the headline.
     ///
-    /// An imported model evaluated as it is has no summary until its first evaluation: that
-    /// one makes it, and a later one on more test points replaces it.
-    pub fn record_eval(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
-        let path = self.write_eval(tag, record)?;
+    /// An imported model evaluated as it is has no summary until its first evaluation on
+    /// its own data: that one makes it, and a later one on more test points replaces it.
+    pub fn record_eval(
+        &self,
+        tag: &str,
+        record: &EvalRecord,
+        own_data: bool,
+    ) -> Result<RecordedEval> {
+        let record = self.stamp(record)?;
+        let path = self.write_stamped(tag, &record)?;
         let config = self.config()?;
         let mut summary = self.summary()?;
-        if config.is_import_only() && summary.as_ref().is_none_or(|s| record.n > s.n_test) {
-            summary = Some(Summary::imported(&config, record));
+        if config.is_import_only()
+            && own_data
+            && summary.as_ref().is_none_or(|s| record.n > s.n_test)
+        {
+            summary = Some(Summary::imported(&config, &record));
         }
-        if let Some(mut summary) = summary {
-            if summary.n_test == record.n {
-                summary.combine(&self.evals()?, record);
-                self.write_summary(&summary)?;
-            }
+        let Some(mut summary) = summary else {
+            return Ok(RecordedEval::kept(path, "the run has no summary yet"));
+        };
+        let same_data = match (&summary.test_data_sha256, &record.test_data_sha256) {
+            (Some(a), Some(b)) => a == b,
+            (None, _) => own_data,
+            (Some(_), None) => false,
+        };
+        if summary.n_test != record.n {
+            let why = format!(
+                "it covers {} of the {} test points",
+                record.n, summary.n_test
+            );
+            return Ok(RecordedEval::kept(path, &why));
         }
-        Ok(path)
+        if !same_data {
+            return Ok(RecordedEval::kept(path, "it is on other test data"));
+        }
+        summary.test_data_sha256 = record.test_data_sha256.clone();
+        summary.combine(&self.evals()?, &record);
+        self.write_summary(&summary)?;
+        Ok(RecordedEval {
+            path,
+            summary_kept: None,
+        })
     }
 
     /// Where an evaluation tagged `tag` keeps its state while it runs
@@ -314,10 +430,34 @@ impl RunDir {
         }
     }
 
-    /// Writes the sanity checklist's results (`checks.json`); returns its path.
-    pub fn write_checks(&self, checks: &[Check]) -> Result<PathBuf> {
-        let path = self.file(files::CHECKS);
-        write_json(&path, &checks)?;
+    /// Writes the sanity checklist's results (`checks.json`) with the weights' hash, the
+    /// test data's fingerprint and the number of points; returns its path. Zero points is
+    /// an error, and a checklist of the same weights on more points is never replaced: then
+    /// the result goes to `checks-n<N>.json` beside it.
+    pub fn write_checks(
+        &self,
+        checks: &[Check],
+        n: usize,
+        test_data_sha256: Option<String>,
+    ) -> Result<PathBuf> {
+        if n == 0 {
+            return Err(Error::config(
+                "the sanity checklist ran on zero test points: nothing was checked",
+            ));
+        }
+        let record = ChecksRecord {
+            model_sha256: self.model_sha256()?,
+            test_data_sha256,
+            n,
+            checks: checks.to_vec(),
+        };
+        let mut path = self.file(files::CHECKS);
+        if let Ok(Some(old)) = read_checks_record(&path) {
+            if old.model_sha256.is_some() && old.model_sha256 == record.model_sha256 && old.n > n {
+                path = self.file(&format!("checks-n{n}.json"));
+            }
+        }
+        write_json(&path, &record)?;
         Ok(path)
     }
 
@@ -381,8 +521,12 @@ impl RunDir {
         let fresh = self.fresh_model(config, device)?;
         let weights = self.file(file);
         if config.is_import_only() && !weights.exists() {
+            if let ImageModel::Onnx(m) = &fresh {
+                check_finite_initializers(&self.file(files::ONNX), m)?;
+            }
             return Ok(fresh);
         }
+        check_finite_weights(&weights)?;
         Ok(match fresh {
             ImageModel::Zoo(m) => ImageModel::Zoo(model::load_safetensors(m, &weights)?),
             ImageModel::Onnx(m) => ImageModel::Onnx(model::load_safetensors(m, &weights)?),
@@ -402,6 +546,234 @@ impl RunDir {
     /// over ([`checkpoint::load_latest`]).
     pub fn latest_checkpoint(&self) -> Result<(Checkpoint, PathBuf, Vec<String>)> {
         checkpoint::load_latest(&self.path)
+    }
+}
+
+/// Where [`RunDir::record_eval`] wrote a record, and why `summary.json` was left as it was,
+/// if it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEval {
+    /// The `eval-<tag>.json` written.
+    pub path: PathBuf,
+    /// Why the summary was not recomputed from it (`None`: it was).
+    pub summary_kept: Option<String>,
+}
+
+impl RecordedEval {
+    fn kept(path: PathBuf, why: &str) -> Self {
+        Self {
+            path,
+            summary_kept: Some(why.to_string()),
+        }
+    }
+}
+
+/// `checks.json`: the sanity checklist with what it measured, so a report shows it only
+/// for the weights it checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChecksRecord {
+    /// SHA-256 of the weights checked ([`RunDir::model_sha256`]).
+    pub model_sha256: Option<String>,
+    /// Fingerprint of the test points ([`crate::data::Dataset::fingerprint`]).
+    pub test_data_sha256: Option<String>,
+    /// Test points the checks ran on.
+    pub n: usize,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+/// Reads a checklist file: the current format, or the bare list older versions wrote
+/// (then nothing is known of the weights or points it measured). `None` when absent.
+pub fn read_checks_record(path: &Path) -> Result<Option<ChecksRecord>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let value: serde_json::Value = read_json(path)?;
+    let parsed = if value.is_array() {
+        serde_json::from_value::<Vec<Check>>(value).map(|checks| ChecksRecord {
+            model_sha256: None,
+            test_data_sha256: None,
+            n: 0,
+            checks,
+        })
+    } else {
+        serde_json::from_value::<ChecksRecord>(value)
+    };
+    parsed.map(Some).map_err(|e| Error::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The checklist of `dir`'s current weights: `checks.json` unless it records other
+/// weights (a run trained again since), which a report must not show as this model's.
+pub fn current_checks(dir: &Path) -> Result<Option<Vec<Check>>> {
+    let Some(record) = read_checks_record(&dir.join(files::CHECKS))? else {
+        return Ok(None);
+    };
+    let current = model_sha256_of(dir)?;
+    match (&record.model_sha256, &current) {
+        (Some(a), Some(b)) if a != b => Ok(None),
+        _ => Ok(Some(record.checks)),
+    }
+}
+
+/// Every `eval-*.json` of `dir` that measured its current weights (or records no weights,
+/// being older than the hash): what a report may show as this model's results.
+pub fn current_evals(dir: &Path) -> Result<Vec<EvalFile>> {
+    let current = model_sha256_of(dir)?;
+    Ok(read_evals(dir)?
+        .into_iter()
+        .filter(|e| match (&e.record.model_sha256, &current) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+        .collect())
+}
+
+/// SHA-256 of `dir`'s weights: those of `model.safetensors` ([`weights_sha256`]), else the
+/// bytes of `model.onnx`.
+fn model_sha256_of(dir: &Path) -> Result<Option<String>> {
+    let weights = dir.join(files::MODEL);
+    if weights.exists() {
+        return weights_sha256(&weights).map(Some);
+    }
+    crate::io::sha256_file(&dir.join(files::ONNX))
+}
+
+/// SHA-256 of a safetensors file's tensors (names, types, shapes and bytes, by name), not
+/// of its bytes: burn writes the header's metadata in hash-map order, so the same weights
+/// saved twice differ as files. A file that does not parse hashes as its bytes.
+fn weights_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let Ok(tensors) = safetensors::SafeTensors::deserialize(&bytes) else {
+        return Ok(crate::io::sha256_hex(&bytes));
+    };
+    let mut named = tensors.tensors();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hash = Sha256::new();
+    for (name, view) in named {
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        hash.update(format!("{:?}{:?}", view.dtype(), view.shape()).as_bytes());
+        hash.update((view.data().len() as u64).to_le_bytes());
+        hash.update(view.data());
+    }
+    Ok(crate::io::hex(&hash.finalize()))
+}
+
+/// The lock file inside a run directory (never removed: removing it while held would let a
+/// second writer in).
+pub const LOCK_FILE: &str = ".advtrain.lock";
+
+/// An exclusive lock on a run directory, held until dropped (the OS releases it when the
+/// process dies, so a killed run never leaves the directory locked). The file names the
+/// holder, for the message a second writer gets.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes `dir`'s lock for `purpose`, or refuses at once, naming the holder.
+    pub fn acquire(dir: &Path, purpose: &str) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = file.try_lock() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                "another advtrain process"
+            } else {
+                holder
+            };
+            return Err(Error::Record {
+                path: dir.to_path_buf(),
+                message: match e {
+                    std::fs::TryLockError::WouldBlock => format!(
+                        "is in use ({holder}); wait for it to finish, or choose another run \
+                         directory"
+                    ),
+                    std::fs::TryLockError::Error(e) => format!("cannot lock {LOCK_FILE}: {e}"),
+                },
+            });
+        }
+        let note = format!("advtrain {purpose}, process {}", std::process::id());
+        let written = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(note.as_bytes()));
+        written.map_err(|e| Error::io(&path, e))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Removes the temporary files ([`crate::io::write_atomic`]'s `.<name>.tmp-<pid>`) that a
+/// writer killed mid-write left in `dir`. Called with the lock held, so no live writer owns
+/// them.
+fn remove_stale_temporaries(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// An error naming the first tensor of the safetensors file `path` that holds NaN or
+/// infinite values: such weights give NaN logits, which would otherwise read as a model
+/// that no attack can move.
+fn check_finite_weights(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let Ok(tensors) = safetensors::SafeTensors::deserialize(&bytes) else {
+        return Ok(()); // the loader reports a damaged file
+    };
+    for (name, view) in tensors.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            continue;
+        }
+        let bad = view
+            .data()
+            .chunks_exact(4)
+            .filter(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+            .count();
+        if bad > 0 {
+            return Err(non_finite(path, &name, bad));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_finite_weights`] for an imported model's own ONNX initializers.
+fn check_finite_initializers(path: &Path, model: &OnnxModel) -> Result<()> {
+    for (name, _, values) in model.initializer_values() {
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(non_finite(path, &name, bad));
+        }
+    }
+    Ok(())
+}
+
+fn non_finite(path: &Path, tensor: &str, bad: usize) -> Error {
+    Error::Record {
+        path: path.to_path_buf(),
+        message: format!(
+            "tensor '{tensor}' holds {bad} NaN or infinite value(s): these weights are damaged \
+             (a diverged training run?) and every prediction of them would be meaningless"
+        ),
     }
 }
 
@@ -460,6 +832,7 @@ fn is_result(name: &str) -> bool {
     ];
     FIXED.contains(&name)
         || (name.starts_with("eval-") && name.ends_with(".json"))
+        || (name.starts_with("checks-n") && name.ends_with(".json"))
         || (name.starts_with("examples-") && name.ends_with(".jsonl"))
         || (name.starts_with("partial-eval-") && name.ends_with(".json"))
         || (name.starts_with('.') && name.contains(".tmp-"))
@@ -499,6 +872,10 @@ mod tests {
         let dir = scratch("create");
         let run = RunDir::create(&dir, Task::Text, false).unwrap();
         assert_eq!(run.task(), Task::Text);
+        assert!(run.is_locked());
+        let err = RunLock::acquire(&dir, "eval").unwrap_err().to_string();
+        assert!(err.contains("is in use (advtrain train, process"), "{err}");
+        drop(run);
         let results = [
             "config.toml",
             "model.safetensors",

@@ -93,6 +93,7 @@ pub fn evaluate_spec<M: Classifier>(
             class_names,
         ),
     };
+    record.test_data_sha256 = Some(data.fingerprint());
     if let Some(eps_values) = request.eps_curve {
         let norm = threat.norm;
         record.eps_curve =

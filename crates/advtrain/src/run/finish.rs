@@ -7,14 +7,28 @@ use super::{files, BestCheckpoint, EvalFile, EvalRecord, RunConfig, Summary};
 use crate::attack::Pgd;
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::eval::spec::{AttackKind, AttackSpec};
 use crate::eval::{self, Accuracy, RobustEval};
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::train::{Trained, BEST_MODEL};
 
-/// The tag of the final PGD's record, `eval-pgd.json` (a later `advtrain eval` with the
-/// default attack replaces it).
+/// The tag of the final PGD's record with the reference settings (20 steps, 1 restart),
+/// `eval-pgd.json`: a later `advtrain eval` with the default attack replaces it.
 pub const FINAL_TAG: &str = "pgd";
+
+/// The tag of `config`'s final PGD: [`FINAL_TAG`], or the tag `advtrain eval` gives the same
+/// PGD ([`AttackSpec::tag`]) when the run asked for other steps or restarts, so a
+/// `--final-steps 5` record never sits in the PGD-20 file.
+pub fn final_tag(config: &RunConfig) -> String {
+    let spec = AttackSpec {
+        steps: config.final_steps,
+        restarts: config.final_restarts,
+        ..AttackSpec::new(AttackKind::Pgd)
+    };
+    let threat = config.train.threat();
+    spec.tag(threat, threat)
+}
 
 /// Stream of [`crate::rng::derived`] for the final PGD: the same for the final and the best
 /// model, so their robust accuracies are comparable.
@@ -76,6 +90,7 @@ pub fn final_evaluation<M: Classifier>(
         robust_combined: Vec::new(),
         robust_left_out: Vec::new(),
         n_test: test.len(),
+        test_data_sha256: Some(test.fingerprint()),
         best_checkpoint: None,
         stopped_early: trained.stopped.clone(),
         rollbacks: trained.rollbacks,
@@ -84,7 +99,7 @@ pub fn final_evaluation<M: Classifier>(
     let record = match &robust {
         Some(result) => {
             let class_names = config.class_names_or(test);
-            let record = EvalRecord::from_eval(
+            let mut record = EvalRecord::from_eval(
                 FINAL_TAG,
                 result,
                 Some(config.final_steps),
@@ -92,8 +107,9 @@ pub fn final_evaluation<M: Classifier>(
                 t.seed,
                 &class_names,
             );
+            record.test_data_sha256 = Some(test.fingerprint());
             let file = EvalFile {
-                file: files::eval(FINAL_TAG),
+                file: files::eval(&final_tag(config)),
                 record: record.clone(),
             };
             summary.combine(&[file], &record);
@@ -198,12 +214,18 @@ fn best_outcome<M: Classifier>(
 }
 
 impl RunDir {
-    /// Writes what [`final_evaluation`] measured: `eval-pgd.json` (if the PGD ran) and
-    /// `summary.json`.
+    /// Writes what [`final_evaluation`] measured: the final PGD's record (if it ran) and
+    /// `summary.json`, whose robust accuracy is then the per-point worst case over every
+    /// evaluation of these weights on these test points, so resuming a finished run keeps
+    /// the stronger attacks evaluated since it ended.
     pub fn write_final(&self, fin: &FinalEvaluation) -> Result<()> {
+        let mut summary = fin.summary.clone();
         if let Some(record) = &fin.record {
-            self.write_eval(FINAL_TAG, record)?;
+            let config = self.config()?;
+            let record = self.stamp(record)?;
+            self.write_stamped(&final_tag(&config), &record)?;
+            summary.combine(&self.evals()?, &record);
         }
-        self.write_summary(&fin.summary)
+        self.write_summary(&summary)
     }
 }

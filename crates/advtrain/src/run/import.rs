@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
-use sha2::{Digest, Sha256};
 
 use super::{files, OnnxImport, RunConfig, RunDir, RunModelKind, Task};
 use crate::data::DatasetName;
@@ -33,13 +32,7 @@ pub struct ImportRequest {
     pub device: String,
 }
 
-/// SHA-256 of `bytes`, in lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::io::sha256_hex;
 
 /// An ONNX file read once: its bytes (to copy into a run), what a run records of it, and
 /// the model.
@@ -105,7 +98,7 @@ fn reopen(out: &Path, config: &RunConfig, force: bool) -> Result<Option<RunDir>>
     if force || !RunDir::holds_run(out) {
         return Ok(None);
     }
-    let dir = RunDir::open(out)?;
+    let dir = RunDir::open_for_writing(out, "eval")?;
     let same = dir.task() == Task::Image
         && dir.config().is_ok_and(|c| {
             c.onnx == config.onnx

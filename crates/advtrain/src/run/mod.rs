@@ -10,8 +10,13 @@
 //!   model-best.safetensors   the best checkpoint's weights
 //!   checkpoint.ckpt          the newest checkpoint (and checkpoint.prev.ckpt before it)
 //!   summary.json             the headline numbers
-//!   eval-<tag>.json          one record per evaluation (text runs: also examples-<tag>.jsonl)
-//!   checks.json              the sanity checklist, when asked for
+//!   eval-<tag>.json          one record per evaluation (text runs: also examples-<tag>.jsonl);
+//!                            the tag names every setting that differs from the attack's
+//!                            reference (`pgd-steps1`), a subset (`-n500`) and other data
+//!                            (`-data<hash>`), so no evaluation replaces a different one
+//!   checks.json              the sanity checklist, when asked for (`checks-n<N>.json`: one
+//!                            on fewer points than checks.json, kept beside it)
+//!   .advtrain.lock           held by the one process writing the run (train, eval, ...)
 //!   surrogate-standard.safetensors  the checklist's transfer surrogate (a standard model)
 //!   report.html
 //! ```
@@ -19,6 +24,10 @@
 //! Scripts depend on these keys (see DESIGN.md): every `eval-<attack>.json` has `attack`,
 //! `norm`, `eps`, `n`, `clean_accuracy`, `robust_accuracy`; `summary.json` has `method`,
 //! `eps`, `epochs`, `train_seconds`, `clean_accuracy`, `robust_accuracy`.
+//!
+//! Every result records what it measured: `model_sha256` (the weights' tensors) and
+//! `test_data_sha256` (the test points). The summary combines only evaluations of the current
+//! weights on its own test data, and the report shows only the current weights' results.
 
 mod dir;
 mod evaluate;
@@ -40,11 +49,13 @@ use crate::model::{ModelKind, ModelShape, Normalization};
 use crate::threat::Norm;
 use crate::train::TrainConfig;
 
-pub(crate) use dir::read_evals;
-pub use dir::{EpochRecorder, EvalFile, RunDir, Task};
+pub use dir::{
+    current_checks, current_evals, read_checks_record, ChecksRecord, EpochRecorder, EvalFile,
+    RecordedEval, RunDir, RunLock, Task, LOCK_FILE,
+};
 pub use evaluate::{evaluate_spec, EvalRequest, SpecEvaluation};
 pub use export::{export_run, ExportFormat, ExportWeights};
-pub use finish::{final_evaluation, BestOutcome, FinalEvaluation, FINAL_TAG};
+pub use finish::{final_evaluation, final_tag, BestOutcome, FinalEvaluation, FINAL_TAG};
 pub use image::ImageSplits;
 pub use import::{import_onnx, read_onnx, sha256_hex, ImportRequest, LoadedOnnx};
 pub use surrogate::{
@@ -290,6 +301,12 @@ pub struct Summary {
     pub robust_left_out: Vec<String>,
     /// Test examples the accuracies are over.
     pub n_test: usize,
+    /// SHA-256 of those test examples ([`crate::data::Dataset::fingerprint`]): an evaluation
+    /// on other data (`eval --data`), even of the same size, never changes the headline.
+    /// Summaries written before it existed have none; the first evaluation on the run's own
+    /// data directory sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_data_sha256: Option<String>,
     /// The best checkpoint by validation accuracy (Rice et al.), beside the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_checkpoint: Option<BestCheckpoint>,
@@ -321,6 +338,7 @@ impl Summary {
             robust_combined: Vec::new(),
             robust_left_out: Vec::new(),
             n_test: record.n,
+            test_data_sha256: record.test_data_sha256.clone(),
             best_checkpoint: None,
             stopped_early: None,
             rollbacks: 0,
@@ -394,6 +412,15 @@ pub struct EvalRecord {
     /// Ensembles: per example, the attack that broke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_by: Option<Vec<Option<String>>>,
+    /// SHA-256 of the test examples evaluated ([`crate::data::Dataset::fingerprint`]): the
+    /// summary combines only evaluations on the run's own test data (records written before
+    /// it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_data_sha256: Option<String>,
+    /// SHA-256 of the weights evaluated ([`RunDir::model_sha256`]): a result belongs to the
+    /// model it measured, and one of an earlier model is never shown as the current one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
 }
 
 /// Per-class accuracies.
@@ -466,6 +493,8 @@ impl EvalRecord {
             eps_curve: None,
             stages: None,
             broken_by: None,
+            test_data_sha256: None,
+            model_sha256: None,
             per_example: PerExample {
                 labels: result.labels.clone(),
                 clean_correct: flags(&result.clean_correct),

@@ -32,8 +32,13 @@ pub fn worst_case(evals: &[EvalFile], reference: &EvalRecord) -> WorstCase {
         if r.norm != reference.norm || (r.eps - reference.eps).abs() > 1e-6 {
             continue;
         }
+        let differ = |a: &Option<String>, b: &Option<String>| a.is_some() && b.is_some() && a != b;
         let why = if r.n != n || r.per_example.labels != reference.per_example.labels {
             Some(format!("other points (n = {})", r.n))
+        } else if differ(&r.test_data_sha256, &reference.test_data_sha256) {
+            Some("other test data (its fingerprint differs)".to_string())
+        } else if differ(&r.model_sha256, &reference.model_sha256) {
+            Some("another model (its weights' hash differs)".to_string())
         } else if r.per_example.clean_correct != reference.per_example.clean_correct {
             Some("another model (its clean predictions differ)".to_string())
         } else if r.per_example.robust_correct.len() != n {

@@ -37,6 +37,13 @@ pub struct TextEvalRecord {
     pub seconds: f64,
     /// Per-class clean and robust accuracy, in class order.
     pub per_class: Vec<TextClassAccuracy>,
+    /// Fingerprint of the texts evaluated ([`TextDataset::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_data_sha256: Option<String>,
+    /// SHA-256 of the weights evaluated, stamped when the record is written to a run: a
+    /// result belongs to the model it measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
 }
 
 /// Clean and robust accuracy of the texts of one true class.
@@ -152,5 +159,7 @@ pub fn summarize(
         mean_queries: results.iter().map(|r| r.queries).sum::<usize>() as f64 / n,
         seconds,
         per_class,
+        test_data_sha256: Some(data.fingerprint()),
+        model_sha256: None,
     }
 }

@@ -48,6 +48,24 @@ impl TextDataset {
         self.texts.is_empty()
     }
 
+    /// SHA-256 (hex) of the examples: class names, then each text with its label. A
+    /// checkpoint records it so a resume on other data (another `limit`, split or file) is
+    /// refused, and evaluations record it so results on other data are told apart.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for class in &self.classes {
+            hash.update((class.len() as u64).to_le_bytes());
+            hash.update(class.as_bytes());
+        }
+        for (text, label) in self.texts.iter().zip(&self.labels) {
+            hash.update((*label as u64).to_le_bytes());
+            hash.update((text.len() as u64).to_le_bytes());
+            hash.update(text.as_bytes());
+        }
+        crate::io::hex(&hash.finalize())
+    }
+
     /// Number of classes (`classes.len()`), whether or not every class has examples.
     pub fn num_classes(&self) -> usize {
         self.classes.len()

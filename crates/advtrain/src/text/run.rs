@@ -259,10 +259,38 @@ impl TextRun {
         path.exists().then(|| read_json(&path)).transpose()
     }
 
-    /// Writes an evaluation record and every text's result (replacing an earlier evaluation
-    /// with the same attack and budget).
-    pub fn write_eval(&self, record: &TextEvalRecord, results: &[TextAttackResult]) -> Result<()> {
-        let stem = eval_stem(&record.attack, record.budget);
+    /// Writes an evaluation record and every text's result, stamped with the weights' hash.
+    /// A `subset` evaluation (`--limit`) gets files of its own (`-n<N>`), so it never
+    /// replaces the full test set's; an earlier record of the same weights and data on more
+    /// texts is never replaced (the error says so). Returns the record's path.
+    pub fn write_eval(
+        &self,
+        record: &TextEvalRecord,
+        results: &[TextAttackResult],
+        subset: bool,
+    ) -> Result<PathBuf> {
+        let mut record = record.clone();
+        record.model_sha256 = self.run.model_sha256()?;
+        let mut stem = eval_stem(&record.attack, record.budget);
+        if subset {
+            stem.push_str(&format!("-n{}", record.examples));
+        }
+        let path = self.run.file(&files::eval(&stem));
+        if let Ok(old) = read_json::<TextEvalRecord>(&path) {
+            let same = old.model_sha256.is_some()
+                && old.model_sha256 == record.model_sha256
+                && old.test_data_sha256 == record.test_data_sha256;
+            if same && old.examples > record.examples {
+                return Err(Error::Record {
+                    path,
+                    message: format!(
+                        "already holds this evaluation of the same model on {} texts; a \
+                         result on {} texts does not replace it",
+                        old.examples, record.examples
+                    ),
+                });
+            }
+        }
         let examples = self.run.file(&format!("examples-{stem}.jsonl"));
         let mut body = String::new();
         for r in results {
@@ -273,11 +301,15 @@ impl TextRun {
             body.push('\n');
         }
         crate::io::write_atomic(&examples, body.as_bytes())?;
-        write_json(&self.run.file(&files::eval(&stem)), record)
+        write_json(&path, &record)?;
+        Ok(path)
     }
 
-    /// Every evaluation record in the run, clean first, then by attack and budget.
+    /// Every evaluation record of the run's current weights (records of earlier weights,
+    /// left by a run trained again, are not this model's), clean first, then by attack and
+    /// budget.
     pub fn evals(&self) -> Result<Vec<TextEvalRecord>> {
+        let current = self.run.model_sha256()?;
         let mut out: Vec<TextEvalRecord> = Vec::new();
         let dir = self.path();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -285,14 +317,20 @@ impl TextRun {
             let path = entry.map_err(|e| Error::io(dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with("eval-") && name.ends_with(".json") {
-                out.push(read_json(&path)?);
+                let record: TextEvalRecord = read_json(&path)?;
+                let stale =
+                    matches!((&record.model_sha256, &current), (Some(a), Some(b)) if a != b);
+                if !stale {
+                    out.push(record);
+                }
             }
         }
         out.sort_by(|a, b| {
-            (a.attack != "none", &a.attack, a.budget).cmp(&(
+            (a.attack != "none", &a.attack, a.budget, b.examples).cmp(&(
                 b.attack != "none",
                 &b.attack,
                 b.budget,
+                a.examples,
             ))
         });
         Ok(out)
@@ -323,7 +361,7 @@ impl TextRun {
         let model = self.load_model(config, device)?;
         let seed = config.data_seed;
         let (clean, _) = evaluate_text(&model, &data.test, None, seed)?;
-        self.write_eval(&clean, &[])?;
+        self.write_eval(&clean, &[], false)?;
         let summary = TextSummary {
             dataset: config.dataset.clone(),
             provenance: data.all_train.provenance.clone(),
@@ -345,7 +383,7 @@ impl TextRun {
                 attack.budget()
             ));
             let (record, results) = evaluate_text(&model, &data.test, Some(attack), seed)?;
-            self.write_eval(&record, &results)?;
+            self.write_eval(&record, &results, false)?;
             attacked.push(record);
         }
         Ok(TextFinalEvaluation {

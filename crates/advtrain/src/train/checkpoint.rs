@@ -114,6 +114,10 @@ pub struct TrainState {
     /// ε of the last batch trained (recorded in the epoch's metrics).
     #[serde(default)]
     pub last_eps: f32,
+    /// Fingerprint of the training and validation data (`TrainTask::data_fingerprint`); a
+    /// resume on other data is refused. Checkpoints written before it existed have none.
+    #[serde(default)]
+    pub data_sha256: Option<String>,
 }
 
 impl TrainState {
@@ -149,6 +153,7 @@ impl TrainState {
             stopped: None,
             last_lr: 0.0,
             last_eps: 0.0,
+            data_sha256: None,
         }
     }
 
@@ -298,9 +303,9 @@ pub fn write(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
     crate::io::write_atomic(&next, &bytes)?;
     let current = dir.join(CHECKPOINT);
     if current.exists() {
-        fs::rename(&current, dir.join(PREVIOUS)).map_err(|e| Error::io(&current, e))?;
+        crate::io::rename(&current, &dir.join(PREVIOUS)).map_err(|e| Error::io(&current, e))?;
     }
-    fs::rename(&next, &current).map_err(|e| Error::io(&current, e))?;
+    crate::io::rename(&next, &current).map_err(|e| Error::io(&current, e))?;
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

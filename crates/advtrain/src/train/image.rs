@@ -90,6 +90,12 @@ impl<M: Classifier + 'static> TrainTask for ImageTask<'_, M> {
         self.train.len()
     }
 
+    fn data_fingerprint(&self) -> Option<String> {
+        Some(crate::io::sha256_hex(
+            format!("{}/{}", self.train.fingerprint(), self.val.fingerprint()).as_bytes(),
+        ))
+    }
+
     fn method_name(&self) -> String {
         self.name.clone()
     }

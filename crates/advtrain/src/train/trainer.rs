@@ -97,6 +97,12 @@ pub trait TrainTask {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A fingerprint of the training and validation examples, recorded in checkpoints: a
+    /// resume on other data (another `limit`, `val_size` or file) would continue mid-epoch
+    /// on a different split, so it is refused. `None`: not checked.
+    fn data_fingerprint(&self) -> Option<String> {
+        None
+    }
     /// The method's name for progress bars (empty: none).
     fn method_name(&self) -> String;
     /// Whether the method attacks (the monitor judges the best checkpoint by robustness).
@@ -335,6 +341,17 @@ impl<T: TrainTask> Live<'_, T> {
                 "the checkpoint was written with a different training configuration",
             ));
         }
+        if let (Some(stored), Some(now)) = (&ckpt.state.data_sha256, &self.st.data_sha256) {
+            if stored != now {
+                return Err(Error::config(format!(
+                    "the checkpoint was written on other training data (fingerprint {} here, \
+                     {} when checkpointed): the limit, validation size or data files changed; \
+                     restore them, or start a new run",
+                    &now[..12],
+                    &stored[..stored.len().min(12)]
+                )));
+            }
+        }
         let blob = |name: &str| ckpt.blobs.get(name).map(Vec::as_slice);
         let m = checkpoint::assign_param_ids(self.model.clone(), &ckpt.state.param_ids)?;
         self.model = restore_model(m, blob("model").unwrap_or_default())?;
@@ -351,7 +368,9 @@ impl<T: TrainTask> Live<'_, T> {
         self.task.load_state(&ckpt.blobs, device)?;
         self.rng = restore_rng(&ckpt.state.rng, "training")?;
         self.val_rng = restore_rng(&ckpt.state.val_rng, "validation")?;
+        let fingerprint = self.st.data_sha256.take();
         self.st = ckpt.state;
+        self.st.data_sha256 = fingerprint;
         Ok(())
     }
 }
@@ -380,7 +399,8 @@ pub fn fit<T: TrainTask>(
     let val_rng = rng::derived(settings.seed, 2);
     let config = serde_json::to_value(task.config())
         .map_err(|e| Error::config(format!("cannot record the configuration: {e}")))?;
-    let st = TrainState::fresh(config, &rng, &val_rng, checkpoint::param_ids(&model));
+    let mut st = TrainState::fresh(config, &rng, &val_rng, checkpoint::param_ids(&model));
+    st.data_sha256 = task.data_fingerprint();
     let mut live = Live {
         optimizer: settings.optimizer.build(),
         settings,

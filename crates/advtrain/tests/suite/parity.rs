@@ -95,6 +95,35 @@ fn robust_accuracy_is_the_per_point_worst_case_not_the_minimum_over_attacks() {
     let _ = Norm::Linf;
 }
 
+#[test]
+fn the_worst_case_leaves_out_other_weights_and_other_test_data_by_their_hashes() {
+    // Same labels and the same clean predictions: only the recorded hashes tell these apart.
+    let stamp = |mut e: EvalFile, model: &str, data: &str| {
+        e.record.model_sha256 = Some(model.into());
+        e.record.test_data_sha256 = Some(data.into());
+        e
+    };
+    let reference = stamp(record("pgd", [1, 1, 1, 0]), "m1", "d1");
+    let same = stamp(record("square", [0, 1, 1, 1]), "m1", "d1");
+    let mut earlier_model = stamp(record("apgd-ce", [0, 0, 0, 0]), "m0", "d1");
+    earlier_model.file = "eval-apgd-ce.json".into();
+    let mut foreign_data = stamp(record("fgsm", [0, 0, 0, 0]), "m1", "d2");
+    foreign_data.file = "eval-fgsm.json".into();
+    let evals = [reference.clone(), same, earlier_model, foreign_data];
+    let worst = worst_case(&evals, &reference.record);
+    assert_eq!(worst.combined, vec!["eval-pgd.json", "eval-square.json"]);
+    assert_eq!(worst.robust.correct, 2);
+    let reasons = worst.left_out.join("; ");
+    assert!(
+        reasons.contains("eval-apgd-ce.json: another model"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("eval-fgsm.json: other test data"),
+        "{reasons}"
+    );
+}
+
 /// The outcome of a spec, with wall-clock times zeroed (the only thing allowed to differ).
 fn without_times(mut r: SpecResult) -> SpecResult {
     r.eval.seconds = 0.0;

@@ -36,6 +36,7 @@ fn summary(clean: f64, robust: Option<f64>) -> Summary {
         robust_combined: vec!["eval-pgd.json".into()],
         robust_left_out: Vec::new(),
         n_test: 200,
+        test_data_sha256: None,
         best_checkpoint: None,
         stopped_early: None,
         rollbacks: 1,
@@ -113,6 +114,8 @@ fn eval_record(clean: f64, robust: f64, curve: Option<Vec<(f32, usize)>>) -> Eva
         },
         stages: None,
         broken_by: None,
+        test_data_sha256: None,
+        model_sha256: None,
     }
 }
 

@@ -228,6 +228,13 @@ impl TrainTask for TextTask<'_> {
         self.train.len()
     }
 
+    fn data_fingerprint(&self) -> Option<String> {
+        let val = self.val.map(|v| v.fingerprint()).unwrap_or_default();
+        Some(crate::io::sha256_hex(
+            format!("{}/{val}", self.train.fingerprint()).as_bytes(),
+        ))
+    }
+
     fn method_name(&self) -> String {
         String::new()
     }
