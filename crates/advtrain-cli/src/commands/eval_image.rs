@@ -141,8 +141,17 @@ fn evaluate(
         state_file: Some(&state_file),
     };
     let class_names = config.class_names_or(&test);
-    let done = evaluate_spec(model, &test, request, &class_names, &mut rng, &bars)
-        .with_context(|| resume_hint(&state_file))?;
+    let done = evaluate_spec(model, &test, request, &class_names, &mut rng, &bars).map_err(
+        |e| match e {
+            // The weights were checked finite at load: name the file the outputs came from.
+            advtrain::Error::Diverged(why) => anyhow::anyhow!(
+                "{why} although every weight in {} is finite: the model's computation \
+                 overflows (or divides by zero) on these inputs",
+                weights_file(dir, config).display()
+            ),
+            other => anyhow::Error::from(other).context(resume_hint(&state_file)),
+        },
+    )?;
     // Printed before anything is written: a run directory that cannot be written (read-only,
     // full disk) must not cost the user the numbers just computed.
     print_eval(&done.result, &done.record, threat);
@@ -228,6 +237,16 @@ fn is_own_test_data(
             canon(d) == canon(&config.data_dir)
         }
     })
+}
+
+/// The file the evaluated weights came from.
+fn weights_file(dir: &RunDir, config: &RunConfig) -> PathBuf {
+    let trained = dir.file(advtrain::run::files::MODEL);
+    if config.is_import_only() && !trained.exists() {
+        dir.file(advtrain::run::files::ONNX)
+    } else {
+        trained
+    }
 }
 
 /// What to do after a failed evaluation, given its state file.

@@ -190,8 +190,20 @@ fn nan_weights_are_an_error_naming_the_tensor_and_the_file() {
     let root = scratch("integrity-nan");
     let (_, run) = trained_run(&root);
     let path = run.join("model.safetensors");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let good = std::fs::read(&path).unwrap();
+    let header = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    // Finite but huge weights: the logits overflow, and the error names the file.
+    let mut huge = good.clone();
+    for b in huge[8 + header..].chunks_exact_mut(4) {
+        b.copy_from_slice(&3.0e38f32.to_le_bytes());
+    }
+    std::fs::write(&path, &huge).unwrap();
+    let err = run_err(&mut eval(&run, &["--attack", "fgsm"]));
+    assert!(
+        err.contains("although every weight in") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    let mut bytes = good;
     // The first float of the data section, whichever tensor it belongs to.
     bytes[8 + header..8 + header + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&path, bytes).unwrap();
@@ -319,4 +331,16 @@ fn a_text_subset_evaluation_never_replaces_the_full_one() {
     }
     let err = run_err(&mut eval(&run, &["--limit", "0"]));
     assert!(err.contains("empty"), "{err}");
+    // Other texts of the same size get files of their own.
+    let other = root.join("other.csv");
+    write_csv(&other, 130);
+    let out = run_ok(&mut eval(&run, &["--data", other.to_str().unwrap()]));
+    assert!(out.contains("eval-deepwordbug-b5-data"), "{out}");
+    for (f, bytes) in files.iter().zip(&full) {
+        assert_eq!(
+            &std::fs::read(run.join(f)).unwrap(),
+            bytes,
+            "{f} was replaced"
+        );
+    }
 }

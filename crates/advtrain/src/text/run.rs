@@ -85,6 +85,10 @@ pub struct TextSummary {
     pub epochs_completed: usize,
     /// Wall-clock seconds of training, over every process of a resumed run.
     pub train_seconds: f64,
+    /// Fingerprint of the test texts ([`TextDataset::fingerprint`]): an evaluation on
+    /// other texts (`eval --data`) gets files of its own. Older summaries have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_data_sha256: Option<String>,
 }
 
 /// File stem of an evaluation: `clean` or `<attack>-b<budget>`.
@@ -275,6 +279,12 @@ impl TextRun {
         if subset {
             stem.push_str(&format!("-n{}", record.examples));
         }
+        let own = self.summary()?.and_then(|s| s.test_data_sha256);
+        if let (Some(own), Some(this), false) = (&own, &record.test_data_sha256, subset) {
+            if own != this {
+                stem.push_str(&format!("-data{}", &this[..8]));
+            }
+        }
         let path = self.run.file(&files::eval(&stem));
         if let Ok(old) = read_json::<TextEvalRecord>(&path) {
             let same = old.model_sha256.is_some()
@@ -373,6 +383,7 @@ impl TextRun {
             clean_test_accuracy: clean.clean_accuracy,
             epochs_completed: trained.history.len(),
             train_seconds: trained.train_seconds,
+            test_data_sha256: Some(data.test.fingerprint()),
         };
         self.write_summary(&summary)?;
         let mut attacked = Vec::new();
