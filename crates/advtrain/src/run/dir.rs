@@ -340,22 +340,8 @@ impl RunDir {
     pub(crate) fn write_stamped(&self, tag: &str, record: &EvalRecord) -> Result<PathBuf> {
         self.expect_task(Task::Image)?;
         let path = self.file(&files::eval(tag));
-        if path.exists() {
-            if let Ok(old) = read_json::<EvalRecord>(&path) {
-                let same = old.model_sha256.is_some()
-                    && old.model_sha256 == record.model_sha256
-                    && old.test_data_sha256 == record.test_data_sha256;
-                if same && old.n > record.n {
-                    return Err(Error::Record {
-                        path,
-                        message: format!(
-                            "already holds this evaluation of the same model on {} points; \
-                             a result on {} points does not replace it",
-                            old.n, record.n
-                        ),
-                    });
-                }
-            }
+        if let Ok(old) = read_json::<EvalRecord>(&path) {
+            refuse_weaker(&path, (&old).into(), record.into(), "points")?;
         }
         write_json(&path, record)?;
         Ok(path)
@@ -547,6 +533,43 @@ impl RunDir {
     pub fn latest_checkpoint(&self) -> Result<(Checkpoint, PathBuf, Vec<String>)> {
         checkpoint::load_latest(&self.path)
     }
+}
+
+/// What a stored result measured, to tell a stronger one from a weaker.
+pub(crate) struct Measured<'a> {
+    /// The weights' hash.
+    pub model: Option<&'a str>,
+    /// The test data's fingerprint.
+    pub data: Option<&'a str>,
+    /// Points (or texts) evaluated.
+    pub n: usize,
+}
+
+impl<'a> From<&'a EvalRecord> for Measured<'a> {
+    fn from(r: &'a EvalRecord) -> Self {
+        Measured {
+            model: r.model_sha256.as_deref(),
+            data: r.test_data_sha256.as_deref(),
+            n: r.n,
+        }
+    }
+}
+
+/// An error when `new` would replace `old` at `path` although `old` measured the same
+/// weights on the same data at more points: a weaker result never replaces a stronger one.
+pub(crate) fn refuse_weaker(path: &Path, old: Measured, new: Measured, unit: &str) -> Result<()> {
+    let same = old.model.is_some() && old.model == new.model && old.data == new.data;
+    if same && old.n > new.n {
+        return Err(Error::Record {
+            path: path.to_path_buf(),
+            message: format!(
+                "already holds this evaluation of the same model on {} {unit}; a result on \
+                 {} {unit} does not replace it",
+                old.n, new.n
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Where [`RunDir::record_eval`] wrote a record, and why `summary.json` was left as it was,
@@ -910,6 +933,26 @@ mod tests {
             "a file of the user's was removed"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_result_on_fewer_points_never_replaces_one_on_more_of_the_same_weights_and_data() {
+        let path = Path::new("eval-pgd.json");
+        let m = |model, data, n| Measured { model, data, n };
+        let (a, b) = (Some("a"), Some("b"));
+        let err = refuse_weaker(path, m(a, a, 100), m(a, a, 10), "points").unwrap_err();
+        assert!(err.to_string().contains("on 100 points"), "{err}");
+        // Same or more points, other weights, other data, or an old record without a hash:
+        // the new record is written.
+        for (old, new) in [
+            (m(a, a, 100), m(a, a, 100)),
+            (m(a, a, 10), m(a, a, 100)),
+            (m(a, a, 100), m(b, a, 10)),
+            (m(a, a, 100), m(a, b, 10)),
+            (m(None, a, 100), m(None, a, 10)),
+        ] {
+            assert!(refuse_weaker(path, old, new, "points").is_ok());
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! `test_data_sha256` (the test points). The summary combines only evaluations of the current
 //! weights on its own test data, and the report shows only the current weights' results.
 
-mod dir;
+pub(crate) mod dir;
 mod evaluate;
 mod export;
 mod finish;

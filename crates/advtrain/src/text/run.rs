@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::io::{read_json, read_jsonl, read_toml, write_json, write_toml};
 use crate::model::load_safetensors;
 use crate::progress::Progress;
+use crate::run::dir::{refuse_weaker, Measured};
 use crate::run::{files, RunDir, Task};
 use crate::train::EpochMetrics;
 
@@ -89,6 +90,16 @@ pub struct TextSummary {
     /// other texts (`eval --data`) gets files of its own. Older summaries have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_data_sha256: Option<String>,
+}
+
+impl<'a> From<&'a TextEvalRecord> for Measured<'a> {
+    fn from(r: &'a TextEvalRecord) -> Self {
+        Measured {
+            model: r.model_sha256.as_deref(),
+            data: r.test_data_sha256.as_deref(),
+            n: r.examples,
+        }
+    }
 }
 
 /// File stem of an evaluation: `clean` or `<attack>-b<budget>`.
@@ -287,19 +298,7 @@ impl TextRun {
         }
         let path = self.run.file(&files::eval(&stem));
         if let Ok(old) = read_json::<TextEvalRecord>(&path) {
-            let same = old.model_sha256.is_some()
-                && old.model_sha256 == record.model_sha256
-                && old.test_data_sha256 == record.test_data_sha256;
-            if same && old.examples > record.examples {
-                return Err(Error::Record {
-                    path,
-                    message: format!(
-                        "already holds this evaluation of the same model on {} texts; a \
-                         result on {} texts does not replace it",
-                        old.examples, record.examples
-                    ),
-                });
-            }
+            refuse_weaker(&path, (&old).into(), (&record).into(), "texts")?;
         }
         let examples = self.run.file(&format!("examples-{stem}.jsonl"));
         let mut body = String::new();
