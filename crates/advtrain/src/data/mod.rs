@@ -6,6 +6,7 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod corrupt;
 pub mod folder;
 pub mod idx;
 pub mod npy;

@@ -6,9 +6,11 @@
 //! RobustBench/AutoAttack). The attack's output is checked against its threat model before it
 //! is scored, so a buggy attack cannot inflate or deflate the number silently.
 
+pub mod calibration;
 pub mod checks;
 pub mod ensemble;
 pub mod resume;
+pub mod spatial;
 pub mod spec;
 
 use burn::prelude::{Int, Tensor};
