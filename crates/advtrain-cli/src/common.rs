@@ -4,22 +4,22 @@
 
 use std::path::{Path, PathBuf};
 
+use advtrain::data::Dataset;
 use advtrain::progress::Progress;
+use advtrain::run::{files, RunConfig, RunDir};
 use advtrain::text::eval::TextEvalRecord;
 use advtrain::train::Checkpoint;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 
-use crate::args::Common;
+use crate::args::{Common, EvalArgs};
 use crate::progress::Bars;
 
 impl Common {
     /// Sets the thread count and returns the device.
     pub fn setup(&self) -> Result<Device> {
         if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
+            check_threads(n, available_cores())?;
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build_global()
@@ -27,6 +27,92 @@ impl Common {
         }
         device(&self.device)
     }
+}
+
+/// How many times the available parallelism `--threads` may ask for: a few more threads
+/// than cores can hide stalls, far more only adds contention (`--threads 1000` on a
+/// 2-core machine ran so slowly it looked hung).
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The cores the OS lets this process use (1 when it cannot say).
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Refuses a thread count of 0, or one above [`MAX_THREADS_PER_CORE`] times `cores`, naming
+/// both numbers.
+pub fn check_threads(n: usize, cores: usize) -> Result<()> {
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let max = MAX_THREADS_PER_CORE * cores;
+    if n > max {
+        bail!(
+            "--threads {n} is more than {MAX_THREADS_PER_CORE}× the {cores} core(s) available \
+             here (at most {max}); leave it out to use one thread per core"
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to write `path` when it is one of a run directory's own files (even with
+/// `--force`: overwriting `model.safetensors` with a report would lose the trained model),
+/// or when it exists and `force` is not given. `flag` names the option that chose it.
+pub fn check_overwrite(path: &Path, force: bool, flag: &str) -> Result<()> {
+    if is_run_file(path) {
+        bail!(
+            "{flag} {}: that is a run directory's own file; choose another path",
+            path.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "{flag} {}: is a directory; give a file name",
+            path.display()
+        );
+    }
+    if path.exists() && !force {
+        bail!(
+            "{flag} {}: the file exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `path` names one of the files `advtrain train` and `eval` keep in a run
+/// directory (the directory holding it has a `config.toml`, or the name is the config
+/// itself next to a summary).
+pub fn is_run_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let in_run = dir.join(files::CONFIG).is_file() || dir.join(files::SUMMARY).is_file();
+    in_run && is_run_file_name(name)
+}
+
+/// The names of a run's own records and weights.
+fn is_run_file_name(name: &str) -> bool {
+    const EXACT: [&str; 8] = [
+        files::CONFIG,
+        files::MODEL,
+        files::BEST_MODEL,
+        files::SUMMARY,
+        files::METRICS,
+        files::CHECKS,
+        files::SURROGATE,
+        files::ONNX,
+    ];
+    EXACT.contains(&name)
+        || name.starts_with("checkpoint")
+        || (name.starts_with("eval-") && name.ends_with(".json"))
+        || (name.starts_with("partial-eval-") && name.ends_with(".json"))
+        || (name.starts_with("checks-") && name.ends_with(".json"))
+        || (name.starts_with("examples-") && name.ends_with(".jsonl"))
 }
 
 /// Parses `--device`.
@@ -105,5 +191,69 @@ pub fn print_text_record(r: &TextEvalRecord) {
             r.mean_queries,
             r.seconds
         );
+    }
+}
+
+/// Whether the test data read (all of it, whatever `--limit` took) is the run's own: its
+/// fingerprint is the summary's, or, for a summary older than the fingerprint, `--data` is
+/// absent or the run's own directory.
+pub fn is_own_test_data(
+    dir: &RunDir,
+    config: &RunConfig,
+    args: &EvalArgs,
+    test: &Dataset,
+) -> Result<bool> {
+    if let Some(known) = dir.summary()?.and_then(|s| s.test_data_sha256) {
+        let fingerprint = match args.limit {
+            None => test.fingerprint(),
+            Some(_) => config.test_set(args.data.as_deref(), None)?.fingerprint(),
+        };
+        return Ok(known == fingerprint);
+    }
+    Ok(match args.data.as_deref() {
+        None => true,
+        Some(d) => {
+            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+            canon(d) == canon(&config.data_dir)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_far_above_the_cores_are_refused_naming_both() {
+        assert!(check_threads(8, 2).is_ok());
+        let e = check_threads(1000, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("1000") && e.contains("2 core") && e.contains("8"),
+            "{e}"
+        );
+        assert!(check_threads(0, 2).is_err());
+    }
+
+    #[test]
+    fn run_files_are_recognised_by_name() {
+        for name in [
+            "config.toml",
+            "model.safetensors",
+            "checkpoint.ckpt",
+            "checkpoint.prev.ckpt",
+            "eval-pgd.json",
+            "summary.json",
+            "metrics.jsonl",
+        ] {
+            assert!(is_run_file_name(name), "{name}");
+        }
+        for name in [
+            "report.html",
+            "grid.png",
+            "adversarial.safetensors",
+            "my.json",
+        ] {
+            assert!(!is_run_file_name(name), "{name}");
+        }
     }
 }

@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod common;
 mod progress;
+mod terminal;
 
 use advtrain::run::{RunDir, Task};
 use anyhow::Result;
@@ -15,7 +16,7 @@ use clap::Parser;
 
 use args::{Cli, Command, TrainArgs};
 use commands::{
-    attack_image, attack_text, bench, eval_image, eval_text, export, report, train_image,
+    attack_image, attack_text, audit, bench, eval_image, eval_text, export, report, train_image,
     train_text,
 };
 
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train(&a),
         Command::Eval(a) if a.model.is_some() => eval_image::run_import(&a),
+        Command::Eval(a) if a.audit => audit::run(&a),
         Command::Eval(a) => {
             let dir = RunDir::open_for_writing(a.run_dir()?, "eval")?;
             match dir.task() {

@@ -135,6 +135,67 @@ pub fn forward_macs(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
     })
 }
 
+/// Floats one image's forward pass produces, input included: every layer's output (and the
+/// activation's copy of it) for [`crate::model::SmallCnn`], [`crate::model::MadryCnn`] and
+/// [`crate::model::Mlp`], from the same layer shapes as [`forward_macs`]; the input alone for
+/// models without a count (an ONNX file), so their estimate is a lower bound.
+pub fn forward_floats(kind: Option<ModelKind>, shape: &ModelShape) -> u64 {
+    let (c, h, w, k) = (shape.channels, shape.height, shape.width, shape.num_classes);
+    let input = c * h * w;
+    let layers = match kind {
+        Some(ModelKind::SmallCnn) => {
+            let down = |n: usize| (n + 2 - 4) / 2 + 1;
+            let (h1, w1) = (down(h), down(w));
+            let (h2, w2) = (down(h1), down(w1));
+            2 * (16 * h1 * w1 + 32 * h2 * w2 + 100) + k
+        }
+        Some(ModelKind::MadryCnn) => {
+            2 * 32 * h * w
+                + 32 * (h / 2) * (w / 2)
+                + 2 * 64 * (h / 2) * (w / 2)
+                + 64 * (h / 4) * (w / 4)
+                + 2 * 1024
+                + k
+        }
+        Some(ModelKind::Mlp) => 2 * (256 + 256) + k,
+        _ => 0,
+    };
+    (input + layers) as u64
+}
+
+/// Copies of the input batch a workload holds at once: the batch, the adversarial batch,
+/// the perturbation and its gradient (one for a plain forward pass).
+const INPUT_COPIES: u64 = 4;
+
+/// Bytes a batch of `batch` images of `kind` needs at least: the activations of one forward
+/// pass, twice over when a workload also runs backward (their gradients), plus the input
+/// copies. Weights and allocator slack are left out, so the real peak is higher.
+pub fn batch_bytes(kind: Option<ModelKind>, batch: usize, workloads: &[Workload]) -> u64 {
+    let shape = ModelShape::fashion_mnist();
+    let backward = workloads.iter().any(|w| *w != Workload::Forward);
+    let activations = forward_floats(kind, &shape) - shape.image_len() as u64;
+    let per_image = shape.image_len() as u64 * if backward { INPUT_COPIES } else { 1 }
+        + activations * if backward { 2 } else { 1 };
+    4 * per_image * batch as u64
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes: what can be allocated without swapping
+/// (`None` where the file or the field is absent, e.g. off Linux).
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo_available(&meminfo)
+}
+
+fn meminfo_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
 /// FLOPs (2 per multiply-add) of one forward pass of one image.
 pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
     Ok(2 * forward_macs(kind, shape)?)
@@ -195,6 +256,42 @@ impl BenchConfig {
             forward_macs(m, &ModelShape::fashion_mnist())?;
         }
         Ok(())
+    }
+
+    /// Refuses a batch whose workloads need more memory than `available` bytes (see
+    /// [`batch_bytes`]; the models run one after the other, so the largest counts), naming
+    /// both figures in GB and the batch that would fit; `None` (unknown) passes. Without it,
+    /// `--batch 10000000` allocated until the kernel killed the process.
+    pub fn check_memory(&self, available: Option<u64>) -> Result<()> {
+        let Some(available) = available else {
+            return Ok(());
+        };
+        let kinds = self
+            .models
+            .iter()
+            .map(|&k| Some(k))
+            .chain(self.onnx.iter().map(|_| None));
+        let Some((kind, need)) = kinds
+            .map(|k| (k, batch_bytes(k, self.batch, &self.workloads)))
+            .max_by_key(|&(_, b)| b)
+        else {
+            return Ok(());
+        };
+        if need <= available {
+            return Ok(());
+        }
+        let per_image = batch_bytes(kind, 1, &self.workloads).max(1);
+        Err(Error::config(format!(
+            "--batch {} needs at least {} ({} for {} images of {} KB each: inputs and \
+             activations) but {} is available (MemAvailable); use --batch {} or less",
+            self.batch,
+            gb(need),
+            kind.map_or("an ONNX model".to_string(), |k| k.to_string()),
+            self.batch,
+            per_image / 1000,
+            gb(available),
+            available / per_image
+        )))
     }
 }
 
@@ -592,6 +689,7 @@ pub fn run(
     on_done: &mut dyn FnMut(&Measurement),
 ) -> Result<BenchReport> {
     config.validate()?;
+    config.check_memory(available_memory())?;
     let machine = Machine::detect(threads);
     let peak = PeakEstimate::detect(machine.threads);
     let mut results = Vec::new();
@@ -670,6 +768,50 @@ mod tests {
         assert_eq!(m.images_per_s_max, 10.0);
         assert_eq!(m.images_per_s_min, 2.5);
         assert_eq!(m.gflops_median, 5.0);
+    }
+
+    #[test]
+    fn a_batch_beyond_the_memory_is_refused_in_gb() {
+        let config = BenchConfig {
+            batch: 10_000_000,
+            ..BenchConfig::default()
+        };
+        let e = config
+            .check_memory(Some(16_000_000_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--batch 10000000 needs at least"), "{e}");
+        assert!(
+            e.contains("GB") && e.contains("16.0 GB is available"),
+            "{e}"
+        );
+        assert!(
+            config.check_memory(None).is_ok(),
+            "unknown memory must not refuse"
+        );
+        let small = BenchConfig::default();
+        assert!(small.check_memory(Some(16_000_000_000)).is_ok());
+    }
+
+    #[test]
+    fn the_estimate_grows_with_the_model_and_the_backward_pass() {
+        let all = Workload::ALL;
+        let fwd = [Workload::Forward];
+        let small = batch_bytes(Some(ModelKind::SmallCnn), 1, &all);
+        let madry = batch_bytes(Some(ModelKind::MadryCnn), 1, &all);
+        assert!(madry > 5 * small, "{madry} vs {small}");
+        assert!(batch_bytes(Some(ModelKind::MadryCnn), 1, &fwd) < madry);
+        assert_eq!(
+            batch_bytes(Some(ModelKind::Mlp), 10, &all),
+            10 * batch_bytes(Some(ModelKind::Mlp), 1, &all)
+        );
+    }
+
+    #[test]
+    fn meminfo_available_is_read_in_bytes() {
+        let text = "MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:   8000000 kB\n";
+        assert_eq!(meminfo_available(text), Some(8_192_000_000));
+        assert_eq!(meminfo_available("MemTotal: 1 kB\n"), None);
     }
 
     #[test]

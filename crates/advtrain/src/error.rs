@@ -12,13 +12,16 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The operating system's message is part of the Display and deliberately not the
+    /// error's `source()`: a reporter that prints the chain (anyhow's `{:#}`) would print it
+    /// twice, and one that prints only the Display (`{e}`) would lose it.
+    #[error("{path}: {cause}")]
     Io {
         /// The file (or directory) the operation was on.
         path: PathBuf,
         /// What the operating system reported.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A model file could not be loaded or saved.
     #[error("model file {path}: {message}")]
@@ -72,7 +75,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
@@ -149,14 +152,14 @@ pub enum DataError {
         /// The decompressor's message.
         message: String,
     },
-    /// The operating system refused the read.
-    #[error("{path}: {source}")]
+    /// The operating system refused the read. As in [`Error::Io`], its message is in the
+    /// Display and not the `source()`, so a printed chain names it once.
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory being read.
         path: PathBuf,
         /// What the operating system reported.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -171,7 +174,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -185,6 +188,38 @@ impl DataError {
             }
         } else {
             DataError::io(path, source)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Display, then every `source()` joined with ": ", as anyhow's `{:#}` prints an error.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            text = format!("{text}: {cause}");
+            next = cause.source();
+        }
+        text
+    }
+
+    fn is_a_directory() -> std::io::Error {
+        std::io::Error::other("Is a directory (os error 21)")
+    }
+
+    #[test]
+    fn io_errors_name_their_cause_once() {
+        for e in [
+            Error::io("/x/train-images", is_a_directory()),
+            Error::from(DataError::io("/x/train-images", is_a_directory())),
+        ] {
+            let text = chain(&e);
+            assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
+            assert!(e.to_string().contains("Is a directory"), "{e}");
         }
     }
 }

@@ -138,8 +138,24 @@ impl AttackFlags {
 
     /// The threat model: `--norm` and `--eps` over the run's training ones.
     pub fn threat(&self, config: &RunConfig) -> Result<ThreatModel> {
+        self.check_eps()?;
         let norm: Option<Norm> = self.norm.as_deref().map(str::parse).transpose()?;
         Ok(config.attack_threat(norm, self.eps)?)
+    }
+}
+
+impl AttackFlags {
+    /// Refuses `--eps 0`: an attack with no room to move measures clean accuracy, which
+    /// every evaluation reports anyway (it used to be blamed on the run, "trained without
+    /// an attack", whatever it was trained with).
+    pub fn check_eps(&self) -> Result<()> {
+        if self.eps == Some(0.0) {
+            bail!(
+                "--eps must be > 0 for a robustness evaluation (eps 0 is clean accuracy, \
+                 which every evaluation reports; --eps-curve may include 0)"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -147,9 +163,11 @@ impl AttackFlags {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["run", "model"])))]
 pub struct EvalArgs {
-    /// Run directory written by `advtrain train` (or by an earlier `eval --model`).
-    #[arg(long, conflicts_with = "model")]
-    pub run: Option<PathBuf>,
+    /// Run directory written by `advtrain train` (or by an earlier `eval --model`). With
+    /// --audit, repeat it to audit several runs one after the other (then compare them with
+    /// `advtrain report RUN...`).
+    #[arg(long, conflicts_with = "model", value_name = "RUN_DIR")]
+    pub run: Vec<PathBuf>,
     /// Your own image classifier as an ONNX file: evaluated without a training run (a run
     /// directory is made for it, see --out; needs --eps).
     #[arg(long, value_name = "FILE.onnx")]
@@ -197,6 +215,16 @@ pub struct EvalArgs {
     /// its cost: it attacks the set ~12 times.
     #[arg(long)]
     pub checks: bool,
+    /// Audit the side effects of the model's training instead of one evaluation, and
+    /// write audit.json: accuracy on 14 common corruptions at 5 severities (MNIST-C /
+    /// CIFAR-10-C), robust accuracy under the other norm (L2 eps*sqrt(d)/4 for an L-inf
+    /// run, the reverse for L2), twice the radius and a rotation/shift grid (±30°, ±3
+    /// pixels), worst-class accuracy and class spread, calibration (ECE, reliability
+    /// diagram) clean and under PGD, and confidence on uniform noise. The report's "What
+    /// adversarial training bought and cost" puts audited runs side by side. An
+    /// imported model: `eval --model net.onnx --eps E` first, then --audit on its run.
+    #[arg(long, conflicts_with = "model")]
+    pub audit: bool,
     /// The transfer check's surrogate: this run's model instead of a standard model trained
     /// for the purpose (same input shape and classes required).
     #[arg(long, value_name = "RUN_DIR", requires = "checks")]
@@ -208,9 +236,14 @@ pub struct EvalArgs {
 impl EvalArgs {
     /// The run directory `--run` names (given unless `--model` is).
     pub fn run_dir(&self) -> Result<&std::path::Path> {
-        self.run
-            .as_deref()
-            .context("give --run RUN_DIR or --model FILE.onnx")
+        match &self.run[..] {
+            [one] => Ok(one),
+            [] => anyhow::bail!("give --run RUN_DIR or --model FILE.onnx"),
+            [..] => anyhow::bail!(
+                "--run is given {} times: several runs are accepted only with --audit",
+                self.run.len()
+            ),
+        }
     }
 
     /// `--eps-curve` as radii.
@@ -227,10 +260,14 @@ pub struct AttackArgs {
     pub run: PathBuf,
     #[command(flatten)]
     pub spec: AttackFlags,
-    /// Output directory for adversarial.safetensors and grid.png.
+    /// Output directory for adversarial.safetensors and grid.png (text runs: pairs.jsonl
+    /// and pairs.html). Files already there are refused unless --force.
     #[arg(long, default_value = "adv")]
     pub out: PathBuf,
-    /// How many test images to attack.
+    /// Overwrite the output files if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// How many test images to attack (all are saved; grid.png draws only the first 64).
     #[arg(long, short = 'n', default_value_t = 16)]
     pub count: usize,
     /// Index of the first test image.

@@ -3,6 +3,7 @@
 
 mod attack;
 mod model_input;
+mod run_config;
 mod train;
 
 use std::path::PathBuf;
@@ -73,9 +74,13 @@ pub struct ReportArgs {
     #[arg(required = true, value_name = "RUN_DIR")]
     pub runs: Vec<PathBuf>,
     /// Output file (default: report.html inside the run for one run, else in the current
-    /// directory).
+    /// directory). An existing file is refused unless --force; a run's own files
+    /// (config.toml, model.safetensors, ...) always are.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Overwrite the --out file if it exists.
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Leave out the adversarial-example grids (no model loading, no attack).
     #[arg(long)]
     pub no_examples: bool,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
-use super::{Common, ModelInputFlags};
+use super::{run_config, Common, ModelInputFlags};
 
 /// The training flags of `advtrain train`, as typed (all optional; the command resolves them
 /// into a run's `RunConfig`). Every one can also come from `--config FILE` (TOML, same names
@@ -122,7 +122,9 @@ pub struct TrainFlags {
     /// Use only the first N training and test examples.
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long)]
+    /// Seeds the weights, shuffling, augmentation and attack starts (default 0; at most
+    /// 9223372036854775807, the largest integer config.toml can hold).
+    #[arg(long, value_parser = parse_seed)]
     pub seed: Option<u64>,
     /// Steps of the PGD run on the test set after training (default 20; 0 to skip).
     #[arg(long)]
@@ -151,6 +153,18 @@ pub struct TrainFlags {
     /// deepwordbug; "none" to skip).
     #[arg(long)]
     pub eval_attacks: Option<String>,
+}
+
+/// `--seed`: a `u64` that fits TOML's signed 64-bit integers, or the run's `config.toml`
+/// could not be written (it failed after the data was loaded, as a TOML error).
+fn parse_seed(s: &str) -> std::result::Result<u64, String> {
+    let seed: u64 = s
+        .parse()
+        .map_err(|e| format!("'{s}' is not a seed (a whole number >= 0): {e}"))?;
+    if seed > i64::MAX as u64 {
+        return Err(format!("--seed must be at most {}", i64::MAX));
+    }
+    Ok(seed)
 }
 
 macro_rules! merge {
@@ -245,7 +259,8 @@ impl TrainFlags {
 pub struct TrainArgs {
     #[command(flatten)]
     pub settings: TrainFlags,
-    /// TOML file with settings (flags win).
+    /// TOML file with settings (flags win), or a run's own config.toml to train the same
+    /// settings again.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Continue an interrupted run from its newest good checkpoint, with the run's own
@@ -270,18 +285,29 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The command line's settings over those of `--config FILE` (if any).
+    /// The command line's settings over those of `--config FILE` (if any): a settings file,
+    /// or a run's own `config.toml` (which trains what that run trained).
     pub fn load_settings(&self) -> Result<TrainFlags> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("{}: cannot read", path.display()))?;
-                toml::from_str::<TrainFlags>(&text)
+                self.parse_config(&text)
                     .with_context(|| format!("{}: invalid config", path.display()))?
             }
             None => TrainFlags::default(),
         };
         Ok(self.settings.merged_with(&file))
+    }
+
+    /// A `--config` file's settings, whichever kind of file it is.
+    fn parse_config(&self, text: &str) -> Result<TrainFlags> {
+        match toml::from_str::<toml::Table>(text) {
+            Ok(table) if run_config::is_run_config(&table) => {
+                run_config::flags_from_run_config(text, self.init.is_some())
+            }
+            _ => Ok(toml::from_str::<TrainFlags>(text)?),
+        }
     }
 
     /// An error if `--resume` comes with training settings: a resumed run continues with

@@ -2,11 +2,12 @@
 //! tensors and as a PNG grid a person can look at.
 
 use advtrain::attack::Attack;
-use advtrain::report::{self, craft_examples};
+use advtrain::report::{self, craft_examples, GRID_MAX_ROWS};
 use advtrain::run::RunDir;
 use anyhow::{bail, Context, Result};
 
 use crate::args::AttackArgs;
+use crate::common::check_overwrite;
 
 /// Attacks the test images `args` select on the image run `dir` and writes what it made.
 pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
@@ -31,13 +32,16 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
     let end = (args.offset + args.count).min(test.len());
     let idx: Vec<usize> = (args.offset..end).collect();
     let n = idx.len();
+    let tensors = args.out.join("adversarial.safetensors");
+    let grid_path = args.out.join("grid.png");
+    for path in [&tensors, &grid_path] {
+        check_overwrite(path, args.force, "--out")?;
+    }
     let mut rng = advtrain::rng::seeded(args.seed);
     let ex = craft_examples(&model, &test, &idx, &attack, &mut rng, &device);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let tensors = args.out.join("adversarial.safetensors");
     report::save_examples(&tensors, &ex)?;
-    let grid_path = args.out.join("grid.png");
     let grid = report::adversarial_grid(&ex, &config.class_names_or(&test));
     grid.save(&grid_path)
         .with_context(|| format!("{}: cannot write PNG", grid_path.display()))?;
@@ -53,5 +57,11 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
         tensors.display(),
         grid_path.display()
     );
+    if n > GRID_MAX_ROWS {
+        println!(
+            "grid:             shows only the first {GRID_MAX_ROWS} of the {n} images (all {n} are in {})",
+            tensors.display()
+        );
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `advtrain attack` on a text run: original / adversarial pairs for a few test texts, with
 //! the edits marked, as JSON lines and an HTML page.
 
-use advtrain::report::write_attack_pairs;
+use advtrain::report::{write_attack_pairs, PAIRS_HTML, PAIRS_JSONL};
 use advtrain::run::RunDir;
 use advtrain::text::edits::highlight_terminal;
 use advtrain::text::eval::evaluate_text;
@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 
 use crate::args::AttackArgs;
 use crate::common;
+use crate::terminal::escape_controls;
 
 /// Attacks the test texts `args` select on the text run `dir` and writes the pairs.
 pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
@@ -27,16 +28,21 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
             test.len()
         );
     }
+    for name in [PAIRS_JSONL, PAIRS_HTML] {
+        common::check_overwrite(&args.out.join(name), args.force, "--out")?;
+    }
     let idx: Vec<usize> = (args.offset..(args.offset + args.count).min(test.len())).collect();
     let subset = test.subset(&idx);
     let (record, results) = evaluate_text(&model, &subset, Some(&attack), args.seed)?;
     let title = args.run.display().to_string();
     let pairs = write_attack_pairs(&args.out, &title, &test.classes, &idx, &record, &results)?;
     common::print_text_record(&record);
+    // Texts and class names come from the data set: escape their control characters, or
+    // an escape sequence in a text would be run by the terminal.
     let class = |c: usize| {
         test.classes
             .get(c)
-            .cloned()
+            .map(|name| escape_controls(name))
             .unwrap_or_else(|| c.to_string())
     };
     for (i, r) in idx
@@ -49,6 +55,7 @@ pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
             .chars()
             .take(300)
             .collect();
+        let shown = escape_controls(&shown);
         println!(
             "#{i} {} -> {}: {shown}",
             class(r.label),

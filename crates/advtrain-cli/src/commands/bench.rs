@@ -35,6 +35,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         seed: 0,
     };
     config.validate()?;
+    config.check_memory(bench::available_memory())?;
     let threads = Some(
         args.common
             .threads

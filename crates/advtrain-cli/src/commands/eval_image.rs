@@ -5,7 +5,7 @@ use advtrain::eval::checks::{self, ChecksConfig, Verdict};
 use advtrain::eval::RobustEval;
 use std::path::{Path, PathBuf};
 
-use advtrain::data::{Dataset, DatasetName};
+use advtrain::data::DatasetName;
 use advtrain::model::ImageModel;
 use advtrain::run::{evaluate_spec, EvalRecord, EvalRequest, ImportRequest, RunConfig, RunDir};
 use advtrain::threat::{Norm, ThreatModel};
@@ -74,6 +74,7 @@ fn import_request(args: &EvalArgs, path: &Path) -> Result<ImportRequest> {
             )
         })?,
     };
+    args.spec.check_eps()?;
     let Some(eps) = args.spec.eps else {
         bail!("--model needs --eps: the radius of the threat model, in [0,1] pixel units (e.g. --eps 0.1 for Fashion-MNIST)");
     };
@@ -122,7 +123,7 @@ fn evaluate(
     if args.limit.is_some() {
         tag.push_str(&format!("-n{}", test.len()));
     }
-    let own_data = is_own_test_data(dir, config, args, &test)?;
+    let own_data = common::is_own_test_data(dir, config, args, &test)?;
     if !own_data {
         tag.push_str(&format!("-data{}", &test.fingerprint()[..8]));
     }
@@ -212,31 +213,6 @@ fn evaluate(
     }
     common::print_report(advtrain::report::refresh_run(dir.path(), device));
     Ok(())
-}
-
-/// Whether the test data read (all of it, whatever `--limit` took) is the run's own: its
-/// fingerprint is the summary's, or, for a summary older than the fingerprint, `--data` is
-/// absent or the run's own directory.
-fn is_own_test_data(
-    dir: &RunDir,
-    config: &RunConfig,
-    args: &EvalArgs,
-    test: &Dataset,
-) -> Result<bool> {
-    if let Some(known) = dir.summary()?.and_then(|s| s.test_data_sha256) {
-        let fingerprint = match args.limit {
-            None => test.fingerprint(),
-            Some(_) => config.test_set(args.data.as_deref(), None)?.fingerprint(),
-        };
-        return Ok(known == fingerprint);
-    }
-    Ok(match args.data.as_deref() {
-        None => true,
-        Some(d) => {
-            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-            canon(d) == canon(&config.data_dir)
-        }
-    })
 }
 
 /// The file the evaluated weights came from.

@@ -403,7 +403,9 @@ pub fn load_safetensors_bytes<M: Module + ModuleSnapshot>(
 }
 
 /// Loads parameters saved by [`save_safetensors`] into `model` (which fixes the architecture).
-/// Every tensor must be present with the right shape.
+/// Every tensor must be present with the right shape; when they are not, the error says
+/// what the file holds (another zoo architecture's weights, or the same one's for other
+/// images or classes) instead of burn's store diagnostics.
 pub fn load_safetensors<M: Module + ModuleSnapshot>(mut model: M, path: &Path) -> Result<M> {
     if !path.exists() {
         return Err(Error::ModelFile {
@@ -414,18 +416,184 @@ pub fn load_safetensors<M: Module + ModuleSnapshot>(mut model: M, path: &Path) -
     let mut store = SafetensorsStore::from_file(path.to_path_buf())
         .validate(true)
         .allow_partial(false);
-    let result = model.load_from(&mut store).map_err(|e| Error::ModelFile {
+    let loaded = match model.load_from(&mut store) {
+        Ok(r) if r.errors.is_empty() && r.missing.is_empty() => return Ok(model),
+        Ok(r) => format!("missing {:?}, errors {:?}", r.missing, r.errors),
+        Err(e) => e.to_string(),
+    };
+    Err(Error::ModelFile {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(Error::ModelFile {
-            path: path.to_path_buf(),
-            message: format!(
-                "does not match the model: missing {:?}, errors {:?}",
-                result.missing, result.errors
-            ),
-        });
+        message: mismatch_message(&tensor_shapes(&model), path, &loaded),
+    })
+}
+
+/// Tensor names and shapes, sorted by name.
+type Shapes = Vec<(String, Vec<usize>)>;
+
+/// A module's tensors as [`Shapes`].
+fn tensor_shapes<M: ModuleSnapshot>(model: &M) -> Shapes {
+    let mut shapes: Shapes = model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| (t.name, t.shape.to_vec()))
+        .collect();
+    shapes.sort();
+    shapes
+}
+
+/// The tensors a safetensors file holds, from its header.
+fn file_shapes(path: &Path) -> std::result::Result<Shapes, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| e.to_string())?;
+    let mut shapes: Shapes = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.shape.clone()))
+        .collect();
+    shapes.sort();
+    Ok(shapes)
+}
+
+/// The zoo architecture whose tensor names are exactly those of `shapes` (the names do
+/// not depend on the input size or class count; the shapes do).
+fn zoo_kind_of(shapes: &Shapes) -> Option<ModelKind> {
+    let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
+    let device = Device::flex();
+    ModelKind::ALL.into_iter().find(|&kind| {
+        ZooModel::new(kind, &ModelShape::fashion_mnist(), None, &device).is_ok_and(|m| {
+            let theirs = tensor_shapes(&m);
+            theirs.len() == names.len() && theirs.iter().zip(&names).all(|((a, _), b)| a == b)
+        })
+    })
+}
+
+/// Why the file at `path` does not fit a model with tensors `expected`; `burn` is the
+/// store's own message, kept only when the header says nothing better.
+fn mismatch_message(expected: &Shapes, path: &Path, burn: &str) -> String {
+    let found = match file_shapes(path) {
+        Ok(f) => f,
+        Err(e) => return format!("not a readable safetensors file: {e}"),
+    };
+    if &found == expected {
+        return format!(
+            "could not be loaded: {}",
+            burn.lines().next().unwrap_or(burn)
+        );
     }
-    Ok(model)
+    let (theirs, ours) = (zoo_kind_of(&found), zoo_kind_of(expected));
+    let model = ours.map_or("this model".to_string(), |k| format!("{k}"));
+    match theirs {
+        Some(t) if Some(t) != ours => format!(
+            "this file holds {t} weights, but the run's model is {model} (was it copied from \
+             another run?)"
+        ),
+        Some(t) => format!(
+            "this file holds {t} weights for other images or another number of classes \
+             than the run's: {}",
+            shape_differences(&found, expected)
+        ),
+        None => format!(
+            "its tensors are not those of {model} (nor of any zoo architecture): {}",
+            shape_differences(&found, expected)
+        ),
+    }
+}
+
+/// The first few tensors missing from the file, unexpected in it, or shaped differently.
+fn shape_differences(found: &Shapes, expected: &Shapes) -> String {
+    const SHOWN: usize = 3;
+    let lookup =
+        |set: &Shapes, name: &str| set.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+    let mut parts = Vec::new();
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|(n, _)| lookup(found, n).is_none())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let unexpected: Vec<&str> = found
+        .iter()
+        .filter(|(n, _)| lookup(expected, n).is_none())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let reshaped: Vec<String> = expected
+        .iter()
+        .filter_map(|(n, want)| {
+            let have = lookup(found, n)?;
+            (&have != want).then(|| format!("{n} is {have:?} in the file, {want:?} in the model"))
+        })
+        .collect();
+    let list = |what: &str, items: Vec<String>| {
+        let more = items.len().saturating_sub(SHOWN);
+        let mut text = format!("{what} {}", items[..items.len().min(SHOWN)].join(", "));
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    };
+    if !missing.is_empty() {
+        parts.push(list(
+            "missing",
+            missing.iter().map(|s| s.to_string()).collect(),
+        ));
+    }
+    if !unexpected.is_empty() {
+        parts.push(list(
+            "unexpected",
+            unexpected.iter().map(|s| s.to_string()).collect(),
+        ));
+    }
+    if !reshaped.is_empty() {
+        parts.push(list("", reshaped).trim_start().to_string());
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(kind: ModelKind, shape: &ModelShape, name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("advtrain-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let m = ZooModel::new(kind, shape, None, &Device::flex()).unwrap();
+        save_safetensors(&m, &path).unwrap();
+        path
+    }
+
+    fn fresh(kind: ModelKind, shape: &ModelShape) -> ZooModel {
+        ZooModel::new(kind, shape, None, &Device::flex()).unwrap()
+    }
+
+    #[test]
+    fn another_architectures_weights_are_named() {
+        let shape = ModelShape::fashion_mnist();
+        let path = saved(ModelKind::MadryCnn, &shape, "madry.safetensors");
+        let e = load_safetensors(fresh(ModelKind::SmallCnn, &shape), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("this file holds madry-cnn weights, but the run's model is small-cnn"),
+            "{e}"
+        );
+        assert!(!e.contains("allow_partial") && !e.contains('┌'), "{e}");
+        assert!(load_safetensors(fresh(ModelKind::MadryCnn, &shape), &path).is_ok());
+    }
+
+    #[test]
+    fn the_same_architecture_for_other_images_names_the_shapes() {
+        let path = saved(
+            ModelKind::Mlp,
+            &ModelShape::cifar10(),
+            "mlp-cifar.safetensors",
+        );
+        let e = load_safetensors(fresh(ModelKind::Mlp, &ModelShape::fashion_mnist()), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds mlp weights for other images"), "{e}");
+        assert!(
+            e.contains("Mlp.fc1.weight is [3072, 256] in the file"),
+            "{e}"
+        );
+    }
 }

@@ -23,10 +23,16 @@ fn labels(t: &Tensor<1, Int>) -> Vec<u8> {
     int_vec(t).into_iter().map(|v| v as u8).collect()
 }
 
+/// Images per attacked batch in [`craft_examples`]: what bounds its memory whatever the
+/// number of examples asked for (`advtrain attack -n 100000` used to attack them all in one
+/// batch).
+pub const CRAFT_BATCH: usize = 256;
+
 /// Attacks the test examples `indices` of `data` with `attack` and keeps what a person
 /// looks at: both images, the labels, both predictions and the confidence in the
-/// adversarial one. The model runs in evaluation mode. The report's grid and `advtrain
-/// attack` both go through here, so they show the same thing.
+/// adversarial one. The model runs in evaluation mode, on [`CRAFT_BATCH`] images at a time.
+/// The report's grid and `advtrain attack` both go through here, so they show the same
+/// thing.
 pub fn craft_examples<M: Classifier, A: Attack>(
     model: &M,
     data: &Dataset,
@@ -35,25 +41,34 @@ pub fn craft_examples<M: Classifier, A: Attack>(
     rng: &mut AdvRng,
     device: &Device,
 ) -> AdversarialExamples {
-    let n = indices.len();
     let model = model.valid();
-    let (x, y) = data.batch(indices, device);
-    let x_adv = attack.perturb(&model, x.clone(), y.clone(), rng);
-    let clean_pred = model.logits(x.clone()).argmax(1).reshape([n]);
-    let probs = softmax(model.logits(x_adv.clone()), 1);
-    let (conf, adv_pred) = probs.max_dim_with_indices(1);
-    AdversarialExamples {
+    let mut out = AdversarialExamples {
         channels: data.channels,
         height: data.height,
         width: data.width,
-        clean: float_vec(&x),
-        adversarial: float_vec(&x_adv),
-        labels: labels(&y),
-        clean_pred: labels(&clean_pred),
-        adv_pred: labels(&adv_pred.reshape([n])),
-        adv_confidence: float_vec(&conf.reshape([n])),
+        clean: Vec::new(),
+        adversarial: Vec::new(),
+        labels: Vec::new(),
+        clean_pred: Vec::new(),
+        adv_pred: Vec::new(),
+        adv_confidence: Vec::new(),
         eps: attack.threat().eps,
+    };
+    for chunk in indices.chunks(CRAFT_BATCH) {
+        let n = chunk.len();
+        let (x, y) = data.batch(chunk, device);
+        let x_adv = attack.perturb(&model, x.clone(), y.clone(), rng);
+        let clean_pred = model.logits(x.clone()).argmax(1).reshape([n]);
+        let probs = softmax(model.logits(x_adv.clone()), 1);
+        let (conf, adv_pred) = probs.max_dim_with_indices(1);
+        out.clean.extend(float_vec(&x));
+        out.adversarial.extend(float_vec(&x_adv));
+        out.labels.extend(labels(&y));
+        out.clean_pred.extend(labels(&clean_pred));
+        out.adv_pred.extend(labels(&adv_pred.reshape([n])));
+        out.adv_confidence.extend(float_vec(&conf.reshape([n])));
     }
+    out
 }
 
 /// Attacks the first [`REPORT_EXAMPLES`] test images of the run's data set with PGD-20 at

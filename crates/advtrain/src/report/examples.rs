@@ -145,14 +145,21 @@ pub fn load_examples(path: &Path) -> Result<AdversarialExamples> {
     })
 }
 
+/// The most examples [`adversarial_grid`] draws: 64 rows of a 28×28 grid are already a
+/// 438×8,200-pixel image, and `advtrain attack -n 100000` drew one 1,100,022 pixels high.
+/// Every example is still saved by [`save_examples`]; the picture shows the first ones.
+pub const GRID_MAX_ROWS: usize = 64;
+
 const SCALE: u32 = 3;
 const PAD: u32 = 6;
 const TEXT_H: u32 = 10;
 
 /// A grid, one row per example: clean image, perturbation (mid-grey is zero; scaled so ±ε
 /// spans black to white), adversarial image; under each row the true label and the
-/// predictions with confidence. Rows the attack fooled have a red label line.
+/// predictions with confidence. Rows the attack fooled have a red label line. Only the
+/// first [`GRID_MAX_ROWS`] examples are drawn, so the image stays a size a viewer opens.
 pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> RgbImage {
+    let rows = ex.len().min(GRID_MAX_ROWS);
     let (w, h) = (ex.width as u32 * SCALE, ex.height as u32 * SCALE);
     let name = |c: u8| {
         class_names
@@ -164,7 +171,7 @@ pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> Rgb
     let row_h = h + 2 * TEXT_H + PAD;
     let header = TEXT_H + PAD;
     let width = 3 * col_w + PAD;
-    let height = header + ex.len() as u32 * row_h + PAD;
+    let height = header + rows as u32 * row_h + PAD;
     let mut img = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([255, 255, 255]));
     let black = Rgb([0, 0, 0]);
     draw_text(&mut img, PAD, 2, "clean", black);
@@ -178,7 +185,7 @@ pub fn adversarial_grid(ex: &AdversarialExamples, class_names: &[String]) -> Rgb
     draw_text(&mut img, PAD + 2 * col_w, 2, "adversarial", black);
     let n_px = ex.height * ex.width;
     let eps = if ex.eps > 0.0 { ex.eps } else { 1.0 };
-    for i in 0..ex.len() {
+    for i in 0..rows {
         let y0 = header + i as u32 * row_h;
         let off = i * ex.image_len();
         let clean = &ex.clean[off..off + ex.image_len()];
@@ -257,5 +264,35 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: Rgb<u8>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples(n: usize) -> AdversarialExamples {
+        AdversarialExamples {
+            channels: 1,
+            height: 4,
+            width: 4,
+            clean: vec![0.5; n * 16],
+            adversarial: vec![0.6; n * 16],
+            labels: vec![0; n],
+            clean_pred: vec![0; n],
+            adv_pred: vec![1; n],
+            adv_confidence: vec![0.9; n],
+            eps: 0.1,
+        }
+    }
+
+    #[test]
+    fn the_grid_draws_at_most_its_row_cap() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let capped = adversarial_grid(&examples(GRID_MAX_ROWS), &names);
+        let many = adversarial_grid(&examples(10 * GRID_MAX_ROWS), &names);
+        assert_eq!(many.dimensions(), capped.dimensions());
+        let few = adversarial_grid(&examples(2), &names);
+        assert!(few.height() < capped.height());
     }
 }

@@ -197,7 +197,13 @@ fn render_training(h: &mut String, runs: &[Loaded]) -> Result<()> {
             continue;
         }
         h.push_str("<table>\n<tr><th>epoch</th><th>loss</th><th>train acc</th><th>val acc</th><th>attacked</th><th>attack success on train</th><th>time</th></tr>\n");
-        for ep in &epochs {
+        let rows = table_rows(epochs.len(), super::html::MAX_LISTED);
+        for row in &rows {
+            let Some(i) = *row else {
+                h.push_str("<tr><td colspan=\"7\" class=\"note\">…</td></tr>\n");
+                continue;
+            };
+            let ep = &epochs[i];
             let _ = writeln!(
                 h,
                 "<tr><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s</td></tr>",
@@ -211,9 +217,32 @@ fn render_training(h: &mut String, runs: &[Loaded]) -> Result<()> {
             );
         }
         h.push_str("</table>\n");
+        if epochs.len() > super::html::MAX_LISTED {
+            h.push_str(&super::html::showing(
+                rows.len() - 1,
+                epochs.len(),
+                "epochs",
+                "the first and the last; all are in metrics.jsonl",
+            ));
+        }
     }
 
     Ok(())
+}
+
+/// The rows a table of `len` rows shows when it may show `max`: all of them, or the first
+/// and the last halves with one `None` (an ellipsis row) between.
+fn table_rows(len: usize, max: usize) -> Vec<Option<usize>> {
+    if len <= max {
+        return (0..len).map(Some).collect();
+    }
+    let head = max / 2;
+    let tail = max - head;
+    (0..head)
+        .map(Some)
+        .chain(std::iter::once(None))
+        .chain((len - tail..len).map(Some))
+        .collect()
 }
 
 /// Example evasions, with the edits marked.
@@ -283,6 +312,11 @@ fn window(original: &str, adversarial: &str, position: usize) -> (String, String
     (cut(original), cut(adversarial))
 }
 
+/// The pairs' JSON Lines file in [`write_attack_pairs`]'s directory.
+pub const PAIRS_JSONL: &str = "pairs.jsonl";
+/// The pairs' HTML page in [`write_attack_pairs`]'s directory.
+pub const PAIRS_HTML: &str = "pairs.html";
+
 /// What [`write_attack_pairs`] wrote.
 #[derive(Clone, Debug)]
 pub struct AttackPairs {
@@ -322,7 +356,7 @@ pub fn write_attack_pairs(
         100.0 * record.attack_success_rate,
         record.mean_edits
     );
-    let jsonl_path = out_dir.join("pairs.jsonl");
+    let jsonl_path = out_dir.join(PAIRS_JSONL);
     for (i, r) in indices.iter().zip(results) {
         let line = serde_json::json!({
             "index": i,
@@ -347,11 +381,27 @@ pub fn write_attack_pairs(
         );
     }
     html.push_str("</table></body></html>\n");
-    let html_path = out_dir.join("pairs.html");
+    let html_path = out_dir.join(PAIRS_HTML);
     crate::io::write_atomic(&jsonl_path, jsonl.as_bytes())?;
     crate::io::write_atomic(&html_path, html.as_bytes())?;
     Ok(AttackPairs {
         jsonl: jsonl_path,
         html: html_path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_tables_show_their_ends_around_an_ellipsis() {
+        assert_eq!(table_rows(3, 200), vec![Some(0), Some(1), Some(2)]);
+        let rows = table_rows(200_000, 200);
+        assert_eq!(rows.len(), 201);
+        assert_eq!(rows[0], Some(0));
+        assert_eq!(rows[100], None);
+        assert_eq!(rows[200], Some(199_999));
+        assert_eq!(rows.iter().flatten().count(), 200);
+    }
 }

@@ -189,7 +189,24 @@ impl Schedule {
         }
     }
 
+    /// The rate of optimiser step `step` (0-based) of `total_steps`: what the training loop
+    /// uses. One-cycle is read at the step's midpoint, `(step + ½) / total`: read at its
+    /// start, the first step of every run had rate 0 (it starts at 0), and a run of one
+    /// step (`--batch-size` ≥ the training set, one epoch) never changed its weights. At
+    /// the midpoint every step has a positive rate, the first and the last a small one.
+    /// Constant and piecewise are read at the step's start, as before (their rates are
+    /// positive everywhere, and a milestone keeps applying from the same step).
+    pub fn lr_at_step(&self, base: f64, step: f64, total_steps: f64) -> f64 {
+        let total = total_steps.max(1.0);
+        let progress = match self {
+            Schedule::OneCycle { .. } => (step + 0.5) / total,
+            Schedule::Constant | Schedule::Piecewise { .. } => step / total,
+        };
+        self.lr(base, progress)
+    }
+
     /// The rate at `progress` in `[0, 1]` (fraction of all training iterations done).
+    /// One-cycle is 0 at both ends: a training loop reads it through [`Schedule::lr_at_step`].
     pub fn lr(&self, base: f64, progress: f64) -> f64 {
         let p = progress.clamp(0.0, 1.0);
         match self {
@@ -206,5 +223,54 @@ impl Schedule {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_cycle_gives_every_step_a_positive_rate() {
+        let s = Schedule::one_cycle();
+        for total in 1..=50 {
+            for step in 0..total {
+                let lr = s.lr_at_step(0.1, step as f64, total as f64);
+                assert!(lr > 0.0 && lr <= 0.1, "step {step} of {total}: lr {lr}");
+            }
+        }
+        // One step: the midpoint of training, on the way down from the peak at 40%.
+        let one = s.lr_at_step(0.1, 0.0, 1.0);
+        assert!((one - 0.1 * 0.5 / 0.6).abs() < 1e-12, "{one}");
+    }
+
+    #[test]
+    fn one_cycle_still_peaks_at_its_peak() {
+        let s = Schedule::one_cycle();
+        let rates: Vec<f64> = (0..100)
+            .map(|i| s.lr_at_step(1.0, i as f64, 100.0))
+            .collect();
+        let peak = (0..100)
+            .max_by(|&a, &b| rates[a].total_cmp(&rates[b]))
+            .unwrap();
+        assert!((39..=40).contains(&peak), "peak at step {peak}");
+        assert!(
+            (rates[0] - rates[99]).abs() < 0.01,
+            "{} vs {}",
+            rates[0],
+            rates[99]
+        );
+    }
+
+    #[test]
+    fn constant_and_piecewise_steps_are_read_at_their_start() {
+        let p = Schedule::piecewise();
+        for total in [4.0, 5.0, 7.0] {
+            for step in 0..total as usize {
+                let step = step as f64;
+                assert_eq!(p.lr_at_step(0.1, step, total), p.lr(0.1, step / total));
+            }
+        }
+        assert_eq!(Schedule::Constant.lr_at_step(0.3, 0.0, 1.0), 0.3);
     }
 }

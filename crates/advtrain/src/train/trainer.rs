@@ -320,11 +320,11 @@ impl<T: TrainTask> Live<'_, T> {
     fn kept(&self) -> String {
         match (self.checkpoint_dir, self.last_good) {
             (Some(dir), Some((e, bt))) => format!(
-                "; the last good checkpoint (after epoch {e}{}) is kept in {}",
+                "; the last good checkpoint ({}) is kept in {}",
                 if bt > 0 {
-                    format!(", batch {bt} of the next")
+                    format!("after batch {bt} of epoch {}", e + 1)
                 } else {
-                    String::new()
+                    format!("after epoch {e}")
                 },
                 dir.display()
             ),
@@ -518,7 +518,7 @@ fn run_epoch<T: TrainTask>(
     }
     for (i, chunk) in chunks.iter().enumerate().skip(live.st.batch) {
         let iter = (epoch * batches_per_epoch + i) as f64;
-        let lr = s.schedule.lr(s.lr, iter / total_iters);
+        let lr = s.schedule.lr_at_step(s.lr, iter, total_iters);
         live.st.last_lr = lr;
         live.st.last_eps = s.threat_at(iter / batches_per_epoch as f64).eps;
         let out =

@@ -394,3 +394,38 @@ fn write_report_defaults_to_the_run_directory() {
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("2 run(s): a, b"));
 }
+
+/// `advtrain attack -n N` goes through `craft_examples`: more examples than one batch holds
+/// are attacked a batch at a time (memory bounded whatever N), with the same outcome per
+/// example as when attacked alone (FGSM draws no randomness).
+#[test]
+fn crafting_more_examples_than_a_batch_attacks_them_in_batches() {
+    use advtrain::attack::Fgsm;
+    use advtrain::data::synthetic;
+    use advtrain::model::ModelKind;
+    use advtrain::report::{craft_examples, CRAFT_BATCH};
+    use advtrain::threat::ThreatModel;
+    use advtrain::train::MethodConfig;
+
+    let n = CRAFT_BATCH + 44;
+    let data = synthetic::templates(n, 3, 1, 6, 0.2, 9);
+    let model =
+        crate::common::quick_train(ModelKind::Mlp, &data, MethodConfig::Standard, 0.0, 1, 2);
+    let device = burn::prelude::Device::flex();
+    let fgsm = Fgsm::new(ThreatModel::linf(0.1));
+    let all: Vec<usize> = (0..n).collect();
+    let mut rng = advtrain::rng::seeded(0);
+    let many = craft_examples(&model, &data, &all, &fgsm, &mut rng, &device);
+    assert_eq!(many.len(), n);
+    assert_eq!(many.clean.len(), n * 36);
+    let tail: Vec<usize> = (n - 5..n).collect();
+    let few = craft_examples(&model, &data, &tail, &fgsm, &mut rng, &device);
+    assert_eq!(few.labels[..], many.labels[n - 5..]);
+    assert_eq!(few.adv_pred[..], many.adv_pred[n - 5..]);
+    let close = few
+        .adversarial
+        .iter()
+        .zip(&many.adversarial[(n - 5) * 36..])
+        .all(|(a, b)| (a - b).abs() < 1e-5);
+    assert!(close, "a batch boundary changed the adversarial images");
+}
