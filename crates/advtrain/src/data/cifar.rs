@@ -39,7 +39,13 @@ pub fn file_names(split: Split) -> Vec<&'static str> {
 /// Read one batch file: `(labels, images)` with images as C×H×W bytes per record.
 pub fn read_cifar_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>), DataError> {
     let bytes = fs::read(path).map_err(|e| DataError::reading(path, e))?;
-    if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+    parse_cifar_batch(&bytes, path)
+}
+
+/// [`read_cifar_batch`] on a batch file's bytes already in memory; `path` names them in
+/// errors. What the fuzz targets call: the same checks, no file system.
+pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(DataError::invalid(
             path,
             format!(

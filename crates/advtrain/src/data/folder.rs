@@ -197,18 +197,54 @@ fn decode_into(
     (c, h, w): (usize, usize, usize),
     out: &mut [f32],
 ) -> Result<(), DataError> {
-    let img = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| DataError::io(path, e))?
+        .map_err(|e| DataError::io(path, e))?;
+    convert_into(decode(reader, path)?, (c, h, w), out);
+    Ok(())
+}
+
+/// Decode one image file's bytes already in memory (`path` names them in errors, and its
+/// extension is the format when the content does not say) as [`load_image_folder`] decodes
+/// each file: converted and brought to `shape`, C×H×W floats in `[0, 1]`. What the fuzz
+/// targets call.
+pub fn decode_image(
+    bytes: &[u8],
+    path: &Path,
+    shape: (usize, usize, usize),
+) -> Result<Vec<f32>, DataError> {
+    check_shape(path, shape)?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let (c, h, w) = shape;
+    let mut out = vec![0.0; c * h * w];
+    convert_into(decode(reader, path)?, shape, &mut out);
+    Ok(out)
+}
+
+/// The decoded image, or an error naming the file.
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+) -> Result<DynamicImage, DataError> {
+    reader
         .decode()
-        .map_err(|e| DataError::invalid(path, format!("cannot decode the image: {e}")))?;
+        .map_err(|e| DataError::invalid(path, format!("cannot decode the image: {e}")))
+}
+
+/// Convert `img` to `c` channels and `h`×`w` into `out` (C×H×W, in `[0, 1]`).
+fn convert_into(img: DynamicImage, (c, h, w): (usize, usize, usize), out: &mut [f32]) {
     let (h, w) = (h as u32, w as u32);
     if c == 1 {
         write_chw(&resize_and_crop(&pil_grey(&img), h, w), out);
     } else {
         write_chw(&resize_and_crop(&img.to_rgb8(), h, w), out);
     }
-    Ok(())
 }
 
 /// PIL's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point (exact for grey input).

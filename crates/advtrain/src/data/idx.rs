@@ -54,28 +54,42 @@ fn find_file(dir: &Path, base: &str) -> Result<PathBuf, DataError> {
 
 /// A decompressing reader over the file, chosen by the gzip magic bytes rather than the file
 /// name, so a mis-named file still reads.
-struct IdxReader {
+struct IdxReader<'a> {
     path: PathBuf,
     gzip: bool,
-    inner: Box<dyn Read>,
+    inner: Box<dyn Read + 'a>,
 }
 
-impl IdxReader {
+/// Whether `head` starts with the gzip magic bytes.
+fn is_gzip(head: &[u8]) -> bool {
+    head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
+}
+
+impl<'a> IdxReader<'a> {
     fn open(path: &Path) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|e| DataError::reading(path, e))?;
         let mut buf = BufReader::new(file);
         let head = buf.fill_buf().map_err(|e| DataError::io(path, e))?;
-        let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
-        let inner: Box<dyn Read> = if gzip {
+        let gzip = is_gzip(head);
+        Ok(Self::new(path, gzip, buf))
+    }
+
+    /// A reader over bytes already in memory (`path` names them in errors).
+    fn from_bytes(bytes: &'a [u8], path: &Path) -> Self {
+        Self::new(path, is_gzip(bytes), bytes)
+    }
+
+    fn new(path: &Path, gzip: bool, buf: impl Read + 'a) -> Self {
+        let inner: Box<dyn Read + 'a> = if gzip {
             Box::new(MultiGzDecoder::new(buf))
         } else {
             Box::new(buf)
         };
-        Ok(IdxReader {
+        IdxReader {
             path: path.to_path_buf(),
             gzip,
             inner,
-        })
+        }
     }
 
     /// Decompression failures are reported as such; anything else is a plain I/O error.
@@ -158,7 +172,22 @@ impl IdxReader {
 
 /// Read an IDX images file: `(n, rows, cols, pixels)` with `pixels.len() == n * rows * cols`.
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    let mut r = IdxReader::open(path)?;
+    images_from(IdxReader::open(path)?)
+}
+
+/// [`read_idx_images`] on a file's bytes (raw or gzipped) already in memory; `path` names
+/// them in errors. What the fuzz targets call: the same checks, no file system.
+pub fn parse_idx_images(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+    images_from(IdxReader::from_bytes(bytes, path))
+}
+
+/// The images of an opened IDX stream.
+fn images_from(mut r: IdxReader<'_>) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+    let path = r.path.clone();
+    let path = path.as_path();
     let dims = r.header(IMAGES_MAGIC, 3)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     if n == 0 || rows == 0 || cols == 0 {
@@ -184,10 +213,19 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), Da
 /// Read an IDX labels file. Label values are not range-checked here: that needs the number
 /// of classes, which [`load_idx_split`] knows.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let mut r = IdxReader::open(path)?;
+    labels_from(IdxReader::open(path)?)
+}
+
+/// [`read_idx_labels`] on bytes already in memory; `path` names them in errors.
+pub fn parse_idx_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    labels_from(IdxReader::from_bytes(bytes, path))
+}
+
+/// The labels of an opened IDX stream.
+fn labels_from(mut r: IdxReader<'_>) -> Result<Vec<u8>, DataError> {
     let n = r.header(LABELS_MAGIC, 1)?[0];
     if n == 0 {
-        return Err(DataError::invalid(path, "header announces 0 labels"));
+        return Err(DataError::invalid(&r.path, "header announces 0 labels"));
     }
     r.body(LABELS_HEADER, n, &format!("{n} labels"))
 }

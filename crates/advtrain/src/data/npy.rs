@@ -76,11 +76,39 @@ pub fn load_npy_pair(x_path: &Path, y_path: &Path) -> Result<Dataset, DataError>
     assemble(x, y, parent(x_path))
 }
 
+/// [`load_npy_pair`] on the two files' bytes already in memory (the paths name them in
+/// errors, and a `classes.txt` next to `x_path` still names the classes). What the fuzz
+/// targets call: the same checks as on files.
+pub fn parse_npy_pair(
+    x_bytes: &[u8],
+    x_path: &Path,
+    y_bytes: &[u8],
+    y_path: &Path,
+) -> Result<Dataset, DataError> {
+    let x = read_npy(x_bytes, x_path.to_path_buf(), Role::Images)?;
+    let y = read_npy(y_bytes, y_path.to_path_buf(), Role::Labels)?;
+    assemble(x, y, parent(x_path))
+}
+
 /// Load a split from an `.npz` archive holding the arrays `x` and `y`, `x_<split>` and
 /// `y_<split>`, or `images` and `labels` (the first pair whose images are present). A
 /// `classes.txt` next to the archive names the classes.
 pub fn load_npz(path: &Path, split: Split) -> Result<Dataset, DataError> {
-    let mut zip = ZipArchive::new(BufReader::new(open(path)?))
+    npz_from(BufReader::new(open(path)?), path, split)
+}
+
+/// [`load_npz`] on an archive's bytes already in memory; `path` names them in errors.
+pub fn parse_npz(bytes: &[u8], path: &Path, split: Split) -> Result<Dataset, DataError> {
+    npz_from(io::Cursor::new(bytes), path, split)
+}
+
+/// The split held by the `.npz` archive read by `reader`.
+fn npz_from<R: Read + io::Seek>(
+    reader: R,
+    path: &Path,
+    split: Split,
+) -> Result<Dataset, DataError> {
+    let mut zip = ZipArchive::new(reader)
         .map_err(|e| DataError::invalid(path, format!("not a readable .npz (zip) archive: {e}")))?;
     let (x_name, y_name) = pick_members(&zip, path, split)?;
     let x = read_member(&mut zip, path, &x_name, Role::Images)?;
@@ -328,6 +356,28 @@ fn read_exact_at(
     Ok(())
 }
 
+/// Read exactly `len` bytes starting at byte `offset`, allocating only as the bytes arrive:
+/// a header length field claiming 4 GiB in a small file is a truncation, not an allocation.
+fn read_limited(
+    r: &mut impl Read,
+    len: usize,
+    offset: usize,
+    path: &Path,
+) -> Result<Vec<u8>, DataError> {
+    let mut data = Vec::new();
+    r.take(len as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| DataError::io(path, e))?;
+    if data.len() < len {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: offset + len,
+            got: offset + data.len(),
+        });
+    }
+    Ok(data)
+}
+
 /// Read the magic, version and header; returns the header and its total size in bytes.
 fn read_header(r: &mut impl Read, path: &Path) -> Result<(Header, usize), DataError> {
     let mut pre = [0u8; 8];
@@ -359,8 +409,7 @@ fn read_header(r: &mut impl Read, path: &Path) -> Result<(Header, usize), DataEr
     let mut len = [0u8; 4];
     read_exact_at(r, &mut len[..len_bytes], 8, path)?;
     let header_len = u32::from_le_bytes(len) as usize;
-    let mut text = vec![0u8; header_len];
-    read_exact_at(r, &mut text, 8 + len_bytes, path)?;
+    let text = read_limited(r, header_len, 8 + len_bytes, path)?;
     let header = parse_header(&text).map_err(|e| {
         DataError::invalid(
             path,
@@ -389,18 +438,7 @@ fn read_npy(mut r: impl Read, path: PathBuf, role: Role) -> Result<NpyArray, Dat
                 format!("shape {} is impossibly large", shape_text(&header.shape)),
             )
         })?;
-    let mut data = Vec::new();
-    (&mut r)
-        .take(body as u64)
-        .read_to_end(&mut data)
-        .map_err(|e| DataError::io(&path, e))?;
-    if data.len() < body {
-        return Err(DataError::Truncated {
-            path,
-            expected: header_len + body,
-            got: header_len + data.len(),
-        });
-    }
+    let mut data = read_limited(&mut r, body, header_len, &path)?;
     let trailing = io::copy(&mut r, &mut io::sink()).map_err(|e| DataError::io(&path, e))?;
     if trailing > 0 {
         return Err(DataError::invalid(
@@ -476,7 +514,13 @@ enum PyValue {
 struct HeaderParser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// Tuples open around the current position: bounded by [`MAX_TUPLE_DEPTH`] so that a
+    /// header of nested parentheses cannot overflow the stack.
+    depth: usize,
 }
+
+/// Deepest tuple nesting a header may have (NumPy writes one level: the shape).
+const MAX_TUPLE_DEPTH: usize = 16;
 
 impl HeaderParser<'_> {
     fn peek(&mut self) -> Option<u8> {
@@ -548,6 +592,13 @@ impl HeaderParser<'_> {
     /// `(a, b)`, `(a,)` or `()`.
     fn tuple(&mut self) -> Result<PyValue, String> {
         self.expect(b'(')?;
+        if self.depth >= MAX_TUPLE_DEPTH {
+            return Err(format!(
+                "tuples nested more than {MAX_TUPLE_DEPTH} deep at byte {}",
+                self.pos
+            ));
+        }
+        self.depth += 1;
         let mut items = Vec::new();
         while self.peek() != Some(b')') {
             items.push(self.value()?);
@@ -556,6 +607,7 @@ impl HeaderParser<'_> {
             }
         }
         self.expect(b')')?;
+        self.depth -= 1;
         Ok(PyValue::Tuple(items))
     }
 
@@ -588,7 +640,11 @@ impl HeaderParser<'_> {
 
 /// Parse the header dict and pick out `descr`, `fortran_order` and `shape`.
 fn parse_header(text: &[u8]) -> Result<Header, String> {
-    let mut parser = HeaderParser { s: text, pos: 0 };
+    let mut parser = HeaderParser {
+        s: text,
+        pos: 0,
+        depth: 0,
+    };
     let items = parser.dict()?;
     if let Some(c) = parser.peek() {
         return Err(format!("unexpected '{}' after the dict", c as char));

@@ -409,6 +409,34 @@ impl Classifier for OnnxModel {
     }
 }
 
+/// Most values the load-time probe batch may hold (256 Mi floats, 1 GiB): the image shape
+/// and a fixed batch size come from the file, and a few bytes can claim `[1e6, 3, 1e6, 1e6]`,
+/// which would be allocated before anything else fails.
+const MAX_PROBE_VALUES: usize = 1 << 28;
+
+/// An error unless a probe batch of images of `shape` (`batch` of them, or 2) is of a size
+/// that can be allocated.
+fn check_probe_size(
+    name: &str,
+    shape: [usize; 3],
+    batch: Option<usize>,
+) -> std::result::Result<(), String> {
+    let values = shape
+        .iter()
+        .try_fold(batch.unwrap_or(2), |acc, &d| acc.checked_mul(d));
+    match values {
+        Some(v) if v > 0 && v <= MAX_PROBE_VALUES => Ok(()),
+        _ => Err(format!(
+            "input '{name}' takes {} images of {}x{}x{}: more than the {MAX_PROBE_VALUES} \
+             values a batch may hold, or none",
+            batch.unwrap_or(2),
+            shape[0],
+            shape[1],
+            shape[2]
+        )),
+    }
+}
+
 /// The adapter and the image shape a graph input implies.
 struct Adapted {
     adapter: InputAdapter,
@@ -455,6 +483,7 @@ fn adapter_for(graph: &Graph, options: &OnnxOptions) -> std::result::Result<Adap
             ))
         }
     };
+    check_probe_size(name, shape, dims.first().copied().flatten())?;
     if let Some(n) = &options.normalization {
         if n.mean.len() != shape[0] || n.std.len() != shape[0] {
             return Err(format!(

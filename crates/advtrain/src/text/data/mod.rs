@@ -41,7 +41,7 @@ pub use mail::{
 pub use prompt_injection::load_prompt_injection;
 pub use spam_assassin::load_spam_assassin;
 pub use split::split_stratified;
-pub use user_files::load_labelled_file;
+pub use user_files::{load_labelled_file, parse_labelled_bytes};
 
 /// Class names of the spam data set (index 0 = ham, 1 = spam), fixed so that label indices
 /// mean the same in every run, checkpoint and report.
