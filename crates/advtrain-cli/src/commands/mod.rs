@@ -5,6 +5,7 @@
 
 pub mod attack_image;
 pub mod attack_text;
+pub mod audit;
 pub mod bench;
 pub mod eval_image;
 pub mod eval_text;

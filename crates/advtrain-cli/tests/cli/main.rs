@@ -5,11 +5,14 @@
 
 mod common;
 
+mod audit;
+
 mod bench;
 mod checks;
 mod end_to_end;
 mod fault_injection;
 mod onnx_end_to_end;
 mod report_browser;
+mod resources_and_messages;
 mod results_integrity;
 mod text_end_to_end;

@@ -6,6 +6,7 @@
 //! RobustBench/AutoAttack). The attack's output is checked against its threat model before it
 //! is scored, so a buggy attack cannot inflate or deflate the number silently.
 
+pub mod audit;
 pub mod calibration;
 pub mod checks;
 pub mod ensemble;

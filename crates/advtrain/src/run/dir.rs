@@ -656,7 +656,7 @@ pub fn current_evals(dir: &Path) -> Result<Vec<EvalFile>> {
 
 /// SHA-256 of `dir`'s weights: those of `model.safetensors` ([`weights_sha256`]), else the
 /// bytes of `model.onnx`.
-fn model_sha256_of(dir: &Path) -> Result<Option<String>> {
+pub(crate) fn model_sha256_of(dir: &Path) -> Result<Option<String>> {
     let weights = dir.join(files::MODEL);
     if weights.exists() {
         return weights_sha256(&weights).map(Some);
@@ -856,6 +856,7 @@ fn is_result(name: &str) -> bool {
     FIXED.contains(&name)
         || (name.starts_with("eval-") && name.ends_with(".json"))
         || (name.starts_with("checks-n") && name.ends_with(".json"))
+        || (name.starts_with("audit") && name.ends_with(".json"))
         || (name.starts_with("examples-") && name.ends_with(".jsonl"))
         || (name.starts_with("partial-eval-") && name.ends_with(".json"))
         || (name.starts_with('.') && name.contains(".tmp-"))

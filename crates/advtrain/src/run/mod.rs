@@ -29,6 +29,7 @@
 //! `test_data_sha256` (the test points). The summary combines only evaluations of the current
 //! weights on its own test data, and the report shows only the current weights' results.
 
+mod audit;
 pub(crate) mod dir;
 mod evaluate;
 mod export;
@@ -49,6 +50,7 @@ use crate::model::{ModelKind, ModelShape, Normalization};
 use crate::threat::Norm;
 use crate::train::TrainConfig;
 
+pub use audit::{current_audit, read_audit_record, AuditRecord};
 pub use dir::{
     current_checks, current_evals, read_checks_record, ChecksRecord, EpochRecorder, EvalFile,
     RecordedEval, RunDir, RunLock, Task, LOCK_FILE,
@@ -76,6 +78,9 @@ pub mod files {
     pub const BEST_MODEL: &str = crate::train::BEST_MODEL;
     /// The headline numbers (JSON).
     pub const SUMMARY: &str = "summary.json";
+    /// The side-effects audit of the current weights on the run's own test set, written by
+    /// `eval --audit`.
+    pub const AUDIT: &str = "audit.json";
     /// The sanity checklist, written by an evaluation that asks for it.
     pub const CHECKS: &str = "checks.json";
     /// The checklist's standard surrogate model for the transfer check, trained once on the

@@ -10,6 +10,7 @@
 mod common;
 
 mod attacks;
+mod audit;
 mod checklist;
 mod custom_step;
 mod data_readers;
@@ -21,6 +22,7 @@ mod gradients;
 mod monitoring;
 mod onnx_import;
 mod parity;
+mod parser_fuzz_regressions;
 mod pytorch_export;
 mod report;
 mod square;
