@@ -1,6 +1,8 @@
 //! The HTML report as a reader sees it: a tiny run is trained and evaluated with the CLI,
 //! `advtrain report` writes the file, and headless Chromium renders it. The rendered DOM
 //! must hold every section and the SVG charts, and the screenshot must not be blank.
+//! A standard run is then trained beside it, both are audited (`eval --audit`), and their
+//! report must render the section "What adversarial training bought and cost".
 //!
 //! Needs /usr/bin/chromium (`apt-get install -y chromium`); without it the test fails with
 //! that instruction rather than passing silently.
@@ -210,4 +212,91 @@ fn report_renders_in_chromium() {
         img.pixels().any(|p| p.0 == [0, 114, 178]),
         "no pixel in the run's chart colour"
     );
+    audit_section_renders(&root, &data, &run);
+}
+
+/// The section "What adversarial training bought and cost": a standard run is trained
+/// beside the fgsm-rs one, both are audited with `eval --audit`, and their report must show
+/// the section with a verdict per axis, its charts and the guide's name.
+fn audit_section_renders(root: &Path, data: &Path, robust: &Path) {
+    let standard = root.join("std-run");
+    run_ok(
+        bin()
+            .args([
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--model",
+                "small-cnn",
+                "--method",
+                "standard",
+                "--eps",
+                "0.1",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "50",
+                "--val-size",
+                "100",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.003",
+                "--schedule",
+                "constant",
+                "--final-steps",
+                "5",
+                "-q",
+            ])
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(&standard),
+    );
+    run_ok(
+        bin()
+            .args(["eval", "--audit", "--steps", "5", "-q"])
+            .arg("--run")
+            .arg(robust)
+            .arg("--run")
+            .arg(&standard),
+    );
+    assert!(robust.join("audit.json").is_file() && standard.join("audit.json").is_file());
+    let report = root.join("out").join("audit-report.html");
+    run_ok(
+        bin()
+            .arg("report")
+            .arg(robust)
+            .arg(&standard)
+            .arg("--out")
+            .arg(&report),
+    );
+    let dom = chromium(
+        &root.join("profile-audit"),
+        &["--dump-dom".to_string()],
+        &format!("file://{}", report.display()),
+        &root.join("audit-dom.html"),
+    );
+    assert!(
+        dom.contains("<h2>8. What adversarial training bought and cost</h2>"),
+        "rendered DOM lacks the audit section"
+    );
+    assert!(
+        dom.contains("Baseline: <b>") && dom.contains("std-run (std)"),
+        "the standard run is not named as the baseline"
+    );
+    assert!(dom.contains("tiny-run (fgsm-rs)"));
+    let verdicts = ["better", "worse", "no difference"]
+        .iter()
+        .map(|w| dom.matches(&format!("\">{w}</span>")).count())
+        .sum::<usize>();
+    assert!(
+        verdicts >= 20,
+        "only {verdicts} verdicts in the audit table"
+    );
+    assert!(dom.contains("Which classes adversarial training lost most on"));
+    assert!(dom.contains("docs/guide.md"));
+    // The main report's 4 charts (2 training charts per run), plus severity and reliability.
+    let svgs = dom.matches("<svg").count();
+    assert!(svgs >= 9, "expected at least 9 SVG charts, found {svgs}");
 }

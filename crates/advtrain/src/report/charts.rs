@@ -43,6 +43,44 @@ pub fn event_colour(kind: &str) -> RGBColor {
     }
 }
 
+/// The most points a line chart draws per series: a 600-pixel-wide chart shows no more,
+/// and a 200,000-epoch `metrics.jsonl` drawn point by point made a 93 MB report.
+pub const MAX_CHART_POINTS: usize = 2000;
+
+/// Series longer than this are drawn as a line without a marker per point.
+const MAX_MARKERS: usize = 100;
+
+/// The most monitor-event lines a chart draws (the first ones; the report says so).
+pub const MAX_EVENT_LINES: usize = 200;
+
+/// At most `max` of `points` (at least 4 are kept), in order: evenly spaced ones plus the
+/// first, the last, the lowest and the highest value, so the line keeps its ends and its
+/// extremes (a spike or a collapse is never thinned away).
+pub fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
+    let max = max.max(4);
+    if points.len() <= max {
+        return points.to_vec();
+    }
+    let by_value = |a: &(usize, &(f64, f64)), b: &(usize, &(f64, f64))| a.1 .1.total_cmp(&b.1 .1);
+    let lowest = points
+        .iter()
+        .enumerate()
+        .min_by(by_value)
+        .map_or(0, |p| p.0);
+    let highest = points
+        .iter()
+        .enumerate()
+        .max_by(by_value)
+        .map_or(0, |p| p.0);
+    let last = points.len() - 1;
+    let mut keep = vec![0, last, lowest, highest];
+    let spaced = max - 4;
+    keep.extend((1..=spaced).map(|i| i * last / (spaced + 1)));
+    keep.sort_unstable();
+    keep.dedup();
+    keep.into_iter().map(|i| points[i]).collect()
+}
+
 const FONT: &str = "sans-serif";
 const WIDTH: u32 = 620;
 const HEIGHT: u32 = 400;
@@ -190,6 +228,145 @@ pub fn eps_chart(curves: &[EpsCurve], norm: &str) -> Result<String, String> {
     })
 }
 
+/// One run's line in a chart: `(x, y)` points in drawing order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunLine {
+    /// Index of the run in the report (its colour).
+    pub run: usize,
+    /// The legend entry.
+    pub name: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The frame of a line chart: title, axes and their ranges.
+struct Frame<'a> {
+    caption: &'a str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    /// Whole-number x ticks only (severities), else plotters' own.
+    integer_x: bool,
+    /// The dashed y = x line of perfect calibration.
+    diagonal: bool,
+}
+
+/// Height of one legend row under a chart.
+const LEGEND_ROW: u32 = 18;
+
+/// One line with a marker per point for each run, in its colour, and a legend under the
+/// plot, one row per entry: inside the plot it would hide points, since a reliability
+/// diagram's points may lie in any corner, and default run names are long.
+fn run_lines_chart(frame: &Frame<'_>, lines: &[RunLine]) -> Result<String, String> {
+    let grey = RGBColor(120, 120, 120);
+    let mut legend: Vec<(String, ShapeStyle)> = Vec::new();
+    if frame.diagonal {
+        legend.push(("perfect calibration (dashed)".into(), grey.stroke_width(1)));
+    }
+    legend.extend(
+        lines
+            .iter()
+            .map(|l| (l.name.clone(), run_colour(l.run).stroke_width(2))),
+    );
+    let plot_height = HEIGHT - 20;
+    let height = plot_height + 8 + LEGEND_ROW * legend.len() as u32;
+    svg(WIDTH - 20, height, |root| {
+        let (plot, below) = root.split_vertically(plot_height);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(frame.caption, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(frame.x.clone(), frame.y.clone())
+            .map_err(err)?;
+        let mut mesh = chart.configure_mesh();
+        if frame.integer_x {
+            mesh.x_labels(5).x_label_formatter(&|x| format!("{x:.0}"));
+        }
+        mesh.x_desc(frame.x_desc)
+            .y_desc(frame.y_desc)
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        if frame.diagonal {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, 0.0), (1.0, 1.0)],
+                    6,
+                    4,
+                    grey.stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        for line in lines {
+            let colour = run_colour(line.run);
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?;
+            chart
+                .draw_series(
+                    line.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, colour.filled())),
+                )
+                .map_err(err)?;
+        }
+        legend_rows(&below, &legend)
+    })
+}
+
+/// The legend as rows of (line sample, name), left-aligned under the plot's y axis.
+fn legend_rows(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[(String, ShapeStyle)],
+) -> Result<(), String> {
+    let text = TextStyle::from((FONT, 13)).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (name, style)) in entries.iter().enumerate() {
+        let y = (LEGEND_ROW / 2 + LEGEND_ROW * i as u32) as i32;
+        area.draw(&PathElement::new(vec![(67, y), (91, y)], *style))
+            .map_err(err)?;
+        area.draw(&Text::new(name.clone(), (99, y), text.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Accuracy (%) against corruption severity 1–5, averaged over the corruptions, one line
+/// per run.
+pub fn severity_chart(lines: &[RunLine]) -> Result<String, String> {
+    let frame = Frame {
+        caption: "Accuracy under common corruptions",
+        x: 0.8..5.2,
+        y: 0.0..100.0,
+        x_desc: "severity",
+        y_desc: "accuracy, mean over corruptions (%)",
+        integer_x: true,
+        diagonal: false,
+    };
+    run_lines_chart(&frame, lines)
+}
+
+/// A reliability diagram: accuracy against mean confidence of each non-empty confidence
+/// bin, one line per run, with the diagonal a calibrated model lies on.
+pub fn reliability_chart(caption: &str, lines: &[RunLine]) -> Result<String, String> {
+    let frame = Frame {
+        caption,
+        // A little room above 1 so that points at accuracy 1 are not cut in half.
+        x: 0.0..1.02,
+        y: 0.0..1.02,
+        x_desc: "confidence (largest probability)",
+        y_desc: "accuracy",
+        integer_x: false,
+        diagonal: true,
+    };
+    run_lines_chart(&frame, lines)
+}
+
 /// Mixes a colour towards white (`t` = 0: unchanged, 1: white), to tell a run's series
 /// apart while keeping its colour.
 fn tint(c: RGBColor, t: f64) -> RGBColor {
@@ -230,7 +407,7 @@ fn draw_markers<DB: DrawingBackend>(
             });
     }
     let mut labelled = Vec::new();
-    for e in &curves.events {
+    for e in curves.events.iter().take(MAX_EVENT_LINES) {
         let colour = event_colour(&e.kind);
         let x = event_x(e);
         let series = chart
@@ -251,13 +428,29 @@ fn draw_markers<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The points of a series that get a marker: all of a short one, none of a long one
+/// (thousands of markers hide the line they sit on).
+fn markers(points: &[(f64, f64)]) -> &[(f64, f64)] {
+    if points.len() <= MAX_MARKERS {
+        points
+    } else {
+        &[]
+    }
+}
+
 /// A named series of (epoch, value) points in one colour.
 type Series<'a> = (&'a str, &'a Vec<(f64, f64)>, RGBColor);
 
 /// Two charts for one run: training loss, and validation accuracy (clean, FGSM, PGD) by
 /// epoch, both with the best epoch and monitor events marked.
+/// Each series is drawn through [`thin`] (at most [`MAX_CHART_POINTS`] points), with a
+/// marker per point only when it is short.
 pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, String), String> {
     let colour = run_colour(run);
+    let train_loss = thin(&curves.train_loss, MAX_CHART_POINTS);
+    let val_clean = thin(&curves.val_clean, MAX_CHART_POINTS);
+    let val_fgsm = thin(&curves.val_fgsm, MAX_CHART_POINTS);
+    let val_pgd = thin(&curves.val_pgd, MAX_CHART_POINTS);
     let x_max = (curves.epochs.max(1) as f64) + 0.5;
     let loss_max = curves
         .train_loss
@@ -289,7 +482,7 @@ pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, S
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
-                curves.train_loss.iter().copied(),
+                train_loss.iter().copied(),
                 colour.stroke_width(2),
             ))
             .map_err(err)?
@@ -299,8 +492,7 @@ pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, S
             });
         chart
             .draw_series(
-                curves
-                    .train_loss
+                markers(&train_loss)
                     .iter()
                     .map(|&p| Circle::new(p, 3, colour.filled())),
             )
@@ -335,9 +527,9 @@ pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, S
             .draw()
             .map_err(err)?;
         let series: [Series<'_>; 3] = [
-            ("clean", &curves.val_clean, colour),
-            ("FGSM", &curves.val_fgsm, tint(colour, 0.55)),
-            ("PGD", &curves.val_pgd, tint(colour, 0.3)),
+            ("clean", &val_clean, colour),
+            ("FGSM", &val_fgsm, tint(colour, 0.55)),
+            ("PGD", &val_pgd, tint(colour, 0.3)),
         ];
         for (i, (name, points, c)) in series.into_iter().enumerate() {
             if points.is_empty() {
@@ -349,6 +541,7 @@ pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, S
                 .map_err(err)?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            let points = markers(points);
             match i {
                 0 => chart
                     .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
@@ -378,4 +571,25 @@ pub fn training_charts(curves: &TrainingCurves, run: usize) -> Result<(String, S
         Ok(())
     })?;
     Ok((loss, acc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_the_ends_and_the_extremes() {
+        let mut points: Vec<(f64, f64)> = (0..200_000).map(|i| (i as f64, 1.0)).collect();
+        points[12_345].1 = 9.0;
+        points[54_321].1 = -3.0;
+        let thinned = thin(&points, MAX_CHART_POINTS);
+        assert!(thinned.len() <= MAX_CHART_POINTS, "{}", thinned.len());
+        assert!(thinned.len() > MAX_CHART_POINTS - 10, "{}", thinned.len());
+        assert_eq!(thinned[0], points[0]);
+        assert_eq!(*thinned.last().unwrap(), points[199_999]);
+        assert!(thinned.contains(&(12_345.0, 9.0)) && thinned.contains(&(54_321.0, -3.0)));
+        assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0), "out of order");
+        let short = &points[..50];
+        assert_eq!(thin(short, MAX_CHART_POINTS), short);
+    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::eval::checks::{Check, Verdict};
-use crate::run::{files, RunConfig, Summary};
+use crate::run::{files, AuditRecord, RunConfig, Summary};
 use crate::train::{EpochMetrics, MonitorEvent};
 
 pub use crate::run::EvalFile;
@@ -34,6 +34,9 @@ pub struct RunReport {
     /// The sanity checklist from [`CHECKS`]; `None` when it was never run (no
     /// `advtrain eval --checks`).
     pub checks: Option<Vec<Check>>,
+    /// The side-effects audit of the current weights (`audit.json`); `None` when there is
+    /// none, or when it measured weights the run has since replaced.
+    pub audit: Option<AuditRecord>,
     /// The adversarial-example grid (PNG bytes), or why there is none.
     pub examples: std::result::Result<Vec<u8>, String>,
 }
@@ -81,6 +84,7 @@ impl RunReport {
         // further epochs) must not show the previous model's evaluations or checklist.
         let evals = crate::run::current_evals(dir)?;
         let checks = crate::run::current_checks(dir)?;
+        let audit = crate::run::current_audit(dir)?;
         let name = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
@@ -95,6 +99,7 @@ impl RunReport {
             metrics,
             evals,
             checks,
+            audit,
             examples: Err("adversarial examples were not generated for this report".into()),
         })
     }
@@ -348,4 +353,53 @@ pub fn per_class(run: &RunReport) -> Option<(String, Vec<ClassRow>)> {
         ),
         rows,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::audit::tests::{audit, calibration};
+
+    /// A run directory with only the summary.json a report needs.
+    fn bare_run(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "advtrain-report-data-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let summary = serde_json::json!({
+            "method": "standard", "model": "small-cnn", "dataset": "fashion-mnist",
+            "norm": "linf", "eps": 0.1, "epochs": 1, "train_seconds": 1.0,
+            "clean_accuracy": 0.9, "clean_ci95": [0.88, 0.92], "robust_accuracy": null,
+            "robust_ci95": null, "robust_attack": null, "n_test": 1000
+        });
+        std::fs::write(dir.join(files::SUMMARY), summary.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_audit_is_loaded_shown_and_a_corrupt_one_names_its_file() {
+        let dir = bare_run("audit");
+        let data = ReportData::load(&[&dir]).unwrap();
+        assert!(data.runs[0].audit.is_none());
+        assert!(!super::super::render_html(&data).contains("bought and cost"));
+
+        let record = AuditRecord {
+            model_sha256: None,
+            test_data_sha256: "abc".into(),
+            audit: audit(0.9, 0.1, calibration([0.55, 0.75, 0.95], [100, 200, 700])),
+        };
+        crate::io::write_json(&dir.join(files::AUDIT), &record).unwrap();
+        let data = ReportData::load(&[&dir]).unwrap();
+        assert_eq!(data.runs[0].audit.as_ref(), Some(&record));
+        let html = super::super::render_html(&data);
+        assert!(html.contains("<h2>8. What adversarial training bought and cost</h2>"));
+        assert!(html.contains("Only one run has an audit"));
+
+        std::fs::write(dir.join(files::AUDIT), "{ \"audit\": 3 }").unwrap();
+        let e = ReportData::load(&[&dir]).unwrap_err().to_string();
+        assert!(e.contains("audit.json"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -16,6 +16,15 @@ pub fn note(run: &str, what: &str) -> String {
     format!("<p class=\"note\">{}: {}</p>\n", escape(run), escape(what))
 }
 
+/// The most monitor events listed per run, and class rows per table: enough to read, and
+/// a long history or a thousand-class data set cannot grow the report without bound.
+pub const MAX_LISTED: usize = 200;
+
+/// "showing N of M WHAT (...)" under a list or chart that leaves some out.
+pub(crate) fn showing(shown: usize, total: usize, what: &str, how: &str) -> String {
+    format!("<p class=\"small\">showing {shown} of {total} {what} ({how})</p>\n")
+}
+
 fn pct(v: f64) -> String {
     format!("{:.2}%", 100.0 * v)
 }
@@ -24,14 +33,14 @@ fn ci(c: [f64; 2]) -> String {
     format!("[{:.2}, {:.2}]", 100.0 * c[0], 100.0 * c[1])
 }
 
-fn swatch(run: usize) -> String {
+pub(crate) fn swatch(run: usize) -> String {
     format!(
         "<span class=\"swatch\" style=\"background:{}\"></span>",
         run_colour_css(run)
     )
 }
 
-fn duration(seconds: f64) -> String {
+pub(crate) fn duration(seconds: f64) -> String {
     if seconds >= 90.0 {
         format!("{:.0} s ({:.1} min)", seconds, seconds / 60.0)
     } else {
@@ -58,6 +67,9 @@ td.num { text-align: right; white-space: nowrap; }
 .pass { color: #006e2e; font-weight: bold; }
 .warn { color: #b00000; font-weight: bold; }
 .skip { color: #777; font-weight: bold; }
+.better { color: #006e2e; font-weight: bold; }
+.worse { color: #b00000; font-weight: bold; }
+.same { color: #555; }
 tr.warn-row td { background: #fff0f0; }
 .bar { display: inline-block; height: 10px; vertical-align: middle; margin-right: 6px; }
 .small { font-size: 12px; color: #555; }
@@ -89,6 +101,7 @@ pub fn render_html(data: &ReportData) -> String {
     examples_section(&mut h, data);
     per_class_section(&mut h, data);
     checks_section(&mut h, data);
+    super::audit::audit_section(&mut h, data);
     h.push_str("</body>\n</html>\n");
     h
 }
@@ -249,28 +262,53 @@ fn training_section(h: &mut String, data: &ReportData) {
         if !facts.is_empty() {
             let _ = writeln!(h, "<p class=\"small\">{}</p>", facts.join("; "));
         }
-        if curves.events.is_empty() {
-            h.push_str("<p class=\"small\">The health monitor raised no events.</p>\n");
-        } else {
-            h.push_str("<p>Monitor events (dashed lines):</p>\n<ul class=\"events\">\n");
-            for e in &curves.events {
-                let c = charts::event_colour(&e.kind);
-                let _ = writeln!(
-                    h,
-                    "<li><b style=\"color:#{:02x}{:02x}{:02x}\">{}</b> epoch {}{}: {}</li>",
-                    c.0,
-                    c.1,
-                    c.2,
-                    escape(&e.kind),
-                    e.epoch,
-                    e.batch.map_or(String::new(), |b| format!(", batch {b}")),
-                    escape(&e.message)
-                );
-            }
-            h.push_str("</ul>\n");
+        let longest = [&curves.train_loss, &curves.val_clean, &curves.val_pgd]
+            .iter()
+            .map(|s| s.len())
+            .max()
+            .unwrap_or(0);
+        if longest > charts::MAX_CHART_POINTS {
+            h.push_str(&showing(
+                charts::MAX_CHART_POINTS,
+                longest,
+                "epochs in each chart line",
+                "evenly spaced, with the first, the last, the lowest and the highest",
+            ));
         }
+        events_list(h, &curves.events);
     }
     h.push_str("</section>\n");
+}
+
+/// The monitor's events, the first [`MAX_LISTED`] of them.
+fn events_list(h: &mut String, events: &[crate::train::MonitorEvent]) {
+    if events.is_empty() {
+        h.push_str("<p class=\"small\">The health monitor raised no events.</p>\n");
+        return;
+    }
+    h.push_str("<p>Monitor events (dashed lines):</p>\n<ul class=\"events\">\n");
+    for e in events.iter().take(MAX_LISTED) {
+        let c = charts::event_colour(&e.kind);
+        let _ = writeln!(
+            h,
+            "<li><b style=\"color:#{:02x}{:02x}{:02x}\">{}</b> epoch {}{}: {}</li>",
+            c.0,
+            c.1,
+            c.2,
+            escape(&e.kind),
+            e.epoch,
+            e.batch.map_or(String::new(), |b| format!(", batch {b}")),
+            escape(&e.message)
+        );
+    }
+    h.push_str("</ul>\n");
+    if events.len() > MAX_LISTED {
+        let how = format!(
+            "the first ones; the charts mark the first {}; all are in metrics.jsonl",
+            charts::MAX_EVENT_LINES
+        );
+        h.push_str(&showing(MAX_LISTED, events.len(), "monitor events", &how));
+    }
 }
 
 fn examples_section(h: &mut String, data: &ReportData) {
@@ -321,7 +359,7 @@ fn per_class_section(h: &mut String, data: &ReportData) {
             escape(&r.name),
             escape(&source)
         );
-        for row in &rows {
+        for row in rows.iter().take(MAX_LISTED) {
             let _ = writeln!(
                 h,
                 "<tr><td>{} {}</td><td class=\"num\">{}</td><td class=\"num\"><span class=\"bar\" style=\"width:{:.0}px;background:{colour};opacity:0.45\"></span>{:.1}%</td><td class=\"num\"><span class=\"bar\" style=\"width:{:.0}px;background:{colour}\"></span>{:.1}%</td></tr>",
@@ -335,6 +373,14 @@ fn per_class_section(h: &mut String, data: &ReportData) {
             );
         }
         h.push_str("</table>\n");
+        if rows.len() > MAX_LISTED {
+            h.push_str(&showing(
+                MAX_LISTED,
+                rows.len(),
+                "classes",
+                "the first ones; all are in the eval file",
+            ));
+        }
     }
     h.push_str("</section>\n");
 }

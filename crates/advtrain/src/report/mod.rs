@@ -2,6 +2,7 @@
 //! (or several runs') records into one self-contained file.
 
 mod adversarial;
+mod audit;
 mod charts;
 mod data;
 mod examples;
@@ -14,16 +15,29 @@ use burn::prelude::Device;
 
 use crate::run::{RunDir, Task};
 
-pub use adversarial::{craft_examples, report_examples, REPORT_EXAMPLES, REPORT_PGD_STEPS};
-pub use charts::{eps_chart, run_colour_css, tradeoff_chart, training_charts};
+pub use adversarial::{
+    craft_examples, report_examples, CRAFT_BATCH, REPORT_EXAMPLES, REPORT_PGD_STEPS,
+};
+pub use audit::{
+    accuracy_difference, audited_runs, axis_rows, baseline, class_changes, ece_difference,
+    mean_accuracy, mean_difference, noise_confidence_difference, reliability_lines, render_audit,
+    severity_lines, spread_difference, AuditedRun, AxisRow, Better, Cell, Change, ClassChanges,
+    Difference, ECE_DRAWS,
+};
+pub use charts::{
+    eps_chart, reliability_chart, run_colour_css, severity_chart, tradeoff_chart, training_charts,
+    RunLine,
+};
 pub use data::{
     eps_curve, eps_curves, per_class, tradeoff_points, training_curves, ClassRow, EpsCurve,
     EvalFile, ReportData, RunReport, TradeoffPoint, TrainingCurves, CHECKS,
 };
-pub use examples::{adversarial_grid, load_examples, save_examples, AdversarialExamples};
+pub use examples::{
+    adversarial_grid, load_examples, save_examples, AdversarialExamples, GRID_MAX_ROWS,
+};
 pub(crate) use html::STYLE;
 pub use html::{escape, note, render_html};
-pub use text::{write_attack_pairs, write_text_report};
+pub use text::{write_attack_pairs, write_text_report, PAIRS_HTML, PAIRS_JSONL};
 
 /// The report's file name inside a run directory.
 pub const REPORT: &str = crate::run::files::REPORT;
