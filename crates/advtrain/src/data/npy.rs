@@ -221,7 +221,8 @@ impl Dtype {
 
     /// NumPy's name for the dtype, with the descr: `float16 ('<f2')`.
     fn name(&self) -> String {
-        let bits = self.size * 8;
+        // saturating: a descr like '<f4555555555555555555' parses to a huge size.
+        let bits = self.size.saturating_mul(8);
         let base = match self.kind {
             Kind::Int | Kind::Other('i') => format!("int{bits}"),
             Kind::UInt | Kind::Other('u') => format!("uint{bits}"),

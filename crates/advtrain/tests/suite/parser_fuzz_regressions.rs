@@ -161,6 +161,45 @@ fn npy_huge_header_length_is_a_truncation_not_an_allocation() {
     assert!(err.contains(&x.len().to_string()), "{err}");
 }
 
+/// Found by the fuzz campaign of 2026-12-03: a descr of absurd size (`<f` and 19 digits)
+/// overflowed computing the dtype's bit width for the error message (a panic with overflow
+/// checks, a wrong number without). The error now names the descr.
+#[test]
+fn npy_absurd_dtype_size_is_an_error_naming_the_descr() {
+    let x = npy_v2(
+        b"{'descr': '<f4555555555555555555', 'fortran_order': False, 'shape': (1,), }\n",
+        &[0; 8],
+    );
+    let err = npy::parse_npy_pair(&x, Path::new("x.npy"), &labels_npy(), Path::new("y.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("<f4555555555555555555"), "{err}");
+}
+
+/// Found by the fuzz campaign of 2026-12-03 (`fuzz/regressions/onnx/`): a `Slice` whose
+/// range is empty made burn's `narrow` panic while the model was probed at load. Loading
+/// now fails with an error naming the Slice.
+#[test]
+fn onnx_empty_slice_is_an_error_not_a_panic() {
+    let dir = fuzz_dir().join("regressions").join("onnx");
+    let crash = files(&dir)
+        .into_iter()
+        .next()
+        .expect("the committed ONNX crash input");
+    let bytes = fs::read(&crash).unwrap();
+    let device = burn::prelude::Device::flex();
+    let loaded = advtrain::model::onnx::OnnxModel::from_bytes(
+        &bytes,
+        Path::new("model.onnx"),
+        &advtrain::model::onnx::OnnxOptions::default(),
+        &device,
+    );
+    let Err(err) = loaded else {
+        panic!("a model with an empty Slice must not load");
+    };
+    assert!(err.to_string().contains("Slice"), "{err}");
+}
+
 /// Nested parentheses in a header recursed once per level: 200 000 of them overflowed the
 /// stack (an abort, not an error). The nesting is now bounded.
 #[test]

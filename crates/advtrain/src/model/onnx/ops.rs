@@ -593,6 +593,7 @@ fn slice_float(t: Ft, ranges: &[host::SliceRange], device: &Device) -> Result<Ft
     let mut out = t;
     for r in ranges {
         let (a, start, len) = (r.axis, r.start as usize, r.len);
+        check_slice_range(r, out.dims().get(a).copied())?;
         out = if r.step == 1 {
             map_ft!(out, x => x.narrow(a, start, len))
         } else {
@@ -602,6 +603,35 @@ fn slice_float(t: Ft, ranges: &[host::SliceRange], device: &Device) -> Result<Ft
         };
     }
     Ok(out)
+}
+
+/// An error unless `r` picks at least one element, all inside an axis of `size` (`None`:
+/// the axis does not exist). burn's `narrow` and `select` panic otherwise, and a Slice
+/// whose range is empty or out of bounds (ONNX allows an empty result) is a few bytes of
+/// a file away; advtrain's runtime needs every tensor non-empty, so it is refused.
+fn check_slice_range(r: &host::SliceRange, size: Option<usize>) -> Result<(), String> {
+    let Some(size) = size else {
+        return Err(format!(
+            "Slice on axis {}, which the tensor does not have",
+            r.axis
+        ));
+    };
+    if r.len == 0 {
+        return Err(format!(
+            "Slice gives an empty tensor along axis {} (size {size}): not supported",
+            r.axis
+        ));
+    }
+    let last = r
+        .start
+        .saturating_add((r.len as i64 - 1).saturating_mul(r.step));
+    if [r.start, last].iter().any(|&i| i < 0 || i >= size as i64) {
+        return Err(format!(
+            "Slice reads outside axis {} (size {size}): start {}, step {}, {} elements",
+            r.axis, r.start, r.step, r.len
+        ));
+    }
+    Ok(())
 }
 
 /// `Gather` of a device tensor with host indices.
