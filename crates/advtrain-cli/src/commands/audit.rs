@@ -120,7 +120,7 @@ fn refuse_other_flags(args: &EvalArgs) -> Result<()> {
 }
 
 fn pct(a: &Accuracy) -> String {
-    format!("{:>24}", a.display())
+    format!("{:<24}", a.display())
 }
 
 fn print_audit(dir: &RunDir, a: &Audit) {
@@ -134,17 +134,14 @@ fn print_audit(dir: &RunDir, a: &Audit) {
         t.eps,
         a.seconds
     );
-    println!("  clean accuracy       {}", pct(&a.clean));
-    println!(
-        "  robust (PGD-{:<2})      {}",
-        a.config.steps,
-        pct(&a.robust)
-    );
+    println!("  {:<20} {}", "clean accuracy", pct(&a.clean));
+    let robust = format!("robust (PGD-{})", a.config.steps);
+    println!("  {robust:<20} {}", pct(&a.robust));
     for m in &a.threat_models {
-        println!("  {:<20} {}   {}", m.name, pct(&m.robust), m.description);
+        println!("  {:<20} {} {}", m.name, pct(&m.robust), m.description);
     }
     println!(
-        "  corruptions          {:6.2}% mean over {} corruptions x 5 severities",
+        "  corruptions          {:.2}% mean over {} corruptions x 5 severities",
         100.0 * a.mean_corruption_accuracy,
         a.corruptions.len()
     );
@@ -154,14 +151,14 @@ fn print_audit(dir: &RunDir, a: &Audit) {
         .min_by(|x, y| x.mean().total_cmp(&y.mean()))
     {
         println!(
-            "  worst corruption     {:6.2}% {} (mean over severities)",
+            "  worst corruption     {:.2}% {} (mean over severities)",
             100.0 * worst.mean(),
             worst.corruption.name()
         );
     }
     let name = |c: usize| a.per_class.get(c).map_or("?", |r| r.name.as_str());
     println!(
-        "  worst class          {:6.2}% clean ({}), {:.2}% robust ({}); spread {:.1} / {:.1} points",
+        "  worst class          {:.2}% clean ({}), {:.2}% robust ({}); spread {:.1} / {:.1} points",
         100.0 * a.clean_disparity.worst.value,
         name(a.clean_disparity.worst_class),
         100.0 * a.robust_disparity.worst.value,

@@ -73,6 +73,10 @@ td.num { text-align: right; white-space: nowrap; }
 tr.warn-row td { background: #fff0f0; }
 .bar { display: inline-block; height: 10px; vertical-align: middle; margin-right: 6px; }
 .small { font-size: 12px; color: #555; }
+.wide { overflow-x: auto; }
+table.audit { font-size: 13px; }
+table.audit td.num { white-space: normal; min-width: 120px; }
+table.audit td:first-child { min-width: 150px; }
 ul.events li { font-size: 14px; }
 ";
 

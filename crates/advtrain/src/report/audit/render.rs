@@ -94,7 +94,7 @@ fn baseline_sentence(h: &mut String, runs: &[AuditedRun<'_>], base: usize, stand
 }
 
 fn axis_table(h: &mut String, runs: &[AuditedRun<'_>], base: usize) {
-    h.push_str("<table class=\"audit\">\n<tr><th>axis</th>");
+    h.push_str("<div class=\"wide\"><table class=\"audit\">\n<tr><th>axis</th>");
     for (i, r) in runs.iter().enumerate() {
         let tag = if i == base {
             "<br><span class=\"small\">baseline</span>"
@@ -120,7 +120,7 @@ fn axis_table(h: &mut String, runs: &[AuditedRun<'_>], base: usize) {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 /// A fraction as signed percentage points, `+0.00` for a zero of either sign.
