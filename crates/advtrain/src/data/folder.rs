@@ -227,14 +227,37 @@ pub fn decode_image(
     Ok(out)
 }
 
-/// The decoded image, or an error naming the file.
+/// The longest side, in pixels, of an image the folder reader decodes. Every image is
+/// resized to the model's input (28 to a few hundred pixels), so nothing larger belongs in a
+/// classification data set, and a 650-byte JPEG header can claim 18,737×4,102 pixels: the
+/// fuzzer found one that cost seconds and hundreds of MB to decode.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// Most bytes the decoder may allocate for one image (an 8192×8192 RGB image is 192 MiB).
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The decoded image, or an error naming the file; images beyond [`MAX_IMAGE_SIDE`] are
+/// refused from their header, before decoding.
 fn decode<R: std::io::BufRead + std::io::Seek>(
-    reader: ImageReader<R>,
+    mut reader: ImageReader<R>,
     path: &Path,
 ) -> Result<DynamicImage, DataError> {
-    reader
-        .decode()
-        .map_err(|e| DataError::invalid(path, format!("cannot decode the image: {e}")))
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => DataError::invalid(
+            path,
+            format!(
+                "the image is larger than advtrain decodes (at most {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} \
+                 pixels, {} MiB): {e}; resize it first",
+                MAX_DECODE_BYTES >> 20
+            ),
+        ),
+        e => DataError::invalid(path, format!("cannot decode the image: {e}")),
+    })
 }
 
 /// Convert `img` to `c` channels and `h`×`w` into `out` (C×H×W, in `[0, 1]`).

@@ -200,6 +200,32 @@ fn onnx_empty_slice_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("Slice"), "{err}");
 }
 
+/// Found by the fuzz campaign of 2026-12-03 (`fuzz/regressions/image/`, a libFuzzer
+/// timeout): a 650-byte JPEG whose header claims 18,737×4,102 pixels was decoded in full
+/// (seconds, hundreds of MB) before being resized to the model's input. Images beyond
+/// `MAX_IMAGE_SIDE` are now refused from their header.
+#[test]
+fn image_claiming_huge_dimensions_is_refused_before_decoding() {
+    use advtrain::data::folder;
+    let dir = fuzz_dir().join("regressions").join("image");
+    let input = files(&dir)
+        .into_iter()
+        .next()
+        .expect("the committed image input");
+    let bytes = fs::read(&input).unwrap();
+    let start = std::time::Instant::now();
+    let err = folder::decode_image(&bytes, Path::new("bomb.jpg"), (1, 28, 28))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than advtrain decodes"), "{err}");
+    assert!(err.contains("bomb.jpg"), "{err}");
+    assert!(
+        start.elapsed().as_secs_f64() < 1.0,
+        "refusing took {:?}",
+        start.elapsed()
+    );
+}
+
 /// Nested parentheses in a header recursed once per level: 200 000 of them overflowed the
 /// stack (an abort, not an error). The nesting is now bounded.
 #[test]
