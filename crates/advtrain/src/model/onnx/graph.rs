@@ -219,6 +219,13 @@ pub(crate) fn build(file: &str, model: ModelProto) -> Result<(Graph, Weights), L
     let mut init_order = Vec::new();
     for t in &g.initializer {
         let name = t.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            // A nameless initializer can be no node's input: refused, not assumed away.
+            return Err(LoadError::file(format!(
+                "initializer {} of the graph has no name",
+                init_order.len()
+            )));
+        }
         let value = tensor::from_proto(t).map_err(LoadError::file)?;
         init_order.push(name.clone());
         inits.insert(name, value);

@@ -32,9 +32,18 @@ pub(crate) struct HostTensor {
     pub data: HostData,
 }
 
+/// Most elements a host tensor computed while loading (constant folding, shape arithmetic)
+/// may have: 16 Mi, far above any shape computation and below what would exhaust memory.
+pub(crate) const MAX_HOST_ELEMENTS: usize = 1 << 24;
+
 /// Number of elements of a shape (1 for a scalar).
 pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    // Saturating: shapes come from the file, and a product past usize::MAX must compare
+    // unequal to every real length (an error), not overflow (a panic).
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or(usize::MAX)
 }
 
 /// Row-major strides of a shape.
@@ -220,6 +229,15 @@ impl HostTensor {
         let target = broadcast_shape(&self.shape, shape)?;
         if target != shape {
             return Err(format!("cannot broadcast {:?} to {shape:?}", self.shape));
+        }
+        // The one host operation whose output can outgrow its input (transposes, slices and
+        // gathers cannot): bounded, as a few bytes of a file can ask for 2^60 elements.
+        if numel(shape) > MAX_HOST_ELEMENTS {
+            return Err(format!(
+                "broadcasting {:?} to {shape:?} makes more than {MAX_HOST_ELEMENTS} elements: a \
+                 constant that large is not a shape computation",
+                self.shape
+            ));
         }
         let offset = shape.len() - self.shape.len();
         let mut padded = vec![1; offset];
@@ -550,12 +568,13 @@ pub(crate) fn reshape_target(
     }
     let total = numel(input);
     if let Some(d) = infer {
-        let known: usize = out
+        // Checked: the spec's sizes come from the file and their product can overflow.
+        let known = out
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != d)
-            .map(|(_, v)| v)
-            .product();
+            .try_fold(1usize, |acc, (_, &v)| acc.checked_mul(v))
+            .unwrap_or(0);
         if known == 0 || !total.is_multiple_of(known) {
             return Err(format!(
                 "Reshape of {input:?} to {spec:?}: sizes do not divide"
@@ -563,7 +582,7 @@ pub(crate) fn reshape_target(
         }
         out[d] = total / known;
     }
-    if numel(&out) != total {
+    if out.iter().try_fold(1usize, |acc, &v| acc.checked_mul(v)) != Some(total) {
         return Err(format!(
             "Reshape of {input:?} ({total} elements) to {spec:?}"
         ));

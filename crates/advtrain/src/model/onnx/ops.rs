@@ -664,10 +664,36 @@ fn concat(node: &Node, inputs: &[Option<&Value>], device: &Device) -> Result<Ft,
         .collect::<Result<_, _>>()?;
     let rank = parts.first().map_or(1, Ft::rank);
     let a = axis(node.int("axis", 0)?, rank)?;
+    check_concat_shapes(&parts, a)?;
     by_rank!(rank, D => {
         let typed: Vec<Tensor<D>> = parts.into_iter().map(|p| p.lift::<D>()).collect::<Result<_, _>>()?;
         Ok(Tensor::cat(typed, a).ft())
     })
+}
+
+/// An error unless `parts` are at least one tensor, all of one rank and of one size on
+/// every axis but `a`: burn's `cat` panics otherwise, and a graph's shapes are whatever its
+/// file says (the fuzzer's first ONNX crash in CI was a Concat of [2,1,28,28] with [1,1,1,1]).
+fn check_concat_shapes(parts: &[Ft], a: usize) -> Result<(), String> {
+    let Some(first) = parts.first().map(Ft::dims) else {
+        return Err("Concat of no tensors".into());
+    };
+    for p in &parts[1..] {
+        let dims = p.dims();
+        let same = dims.len() == first.len()
+            && dims
+                .iter()
+                .zip(&first)
+                .enumerate()
+                .all(|(i, (x, y))| i == a || x == y);
+        if !same {
+            return Err(format!(
+                "Concat of tensors of shapes {first:?} and {dims:?} along axis {a}: they must \
+                 agree on every other axis"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `Split` into the node's outputs.
