@@ -64,39 +64,7 @@ fn report_renders_in_chromium() {
     std::fs::create_dir_all(&data).unwrap();
     write_tiny_fashion(&data);
     let run = root.join("tiny-run");
-    let out = run_ok(
-        bin()
-            .args([
-                "train",
-                "--dataset",
-                "fashion-mnist",
-                "--model",
-                "small-cnn",
-                "--method",
-                "fgsm-rs",
-                "--eps",
-                "0.1",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "50",
-                "--val-size",
-                "100",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "0.003",
-                "--schedule",
-                "constant",
-                "--final-steps",
-                "5",
-                "-q",
-            ])
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&run),
-    );
+    let out = run_ok(&mut train_tiny(&data, &run, "fgsm-rs"));
     let train_report = run.join("report.html");
     assert!(
         out.contains(&format!("report:           {}", train_report.display())),
@@ -215,44 +183,49 @@ fn report_renders_in_chromium() {
     audit_section_renders(&root, &data, &run);
 }
 
+/// `advtrain train` of small-cnn with `method` on the tiny data: 2 epochs, quiet.
+fn train_tiny(data: &Path, out: &Path, method: &str) -> std::process::Command {
+    let mut c = bin();
+    c.args([
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "small-cnn",
+        "--method",
+        method,
+    ])
+    .args([
+        "--eps",
+        "0.1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--val-size",
+        "100",
+    ])
+    .args([
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--schedule",
+        "constant",
+    ])
+    .args(["--final-steps", "5", "-q", "--data"])
+    .arg(data)
+    .arg("--out")
+    .arg(out);
+    c
+}
+
 /// The section "What adversarial training bought and cost": a standard run is trained
 /// beside the fgsm-rs one, both are audited with `eval --audit`, and their report must show
 /// the section with a verdict per axis, its charts and the guide's name.
 fn audit_section_renders(root: &Path, data: &Path, robust: &Path) {
     let standard = root.join("std-run");
-    run_ok(
-        bin()
-            .args([
-                "train",
-                "--dataset",
-                "fashion-mnist",
-                "--model",
-                "small-cnn",
-                "--method",
-                "standard",
-                "--eps",
-                "0.1",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "50",
-                "--val-size",
-                "100",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "0.003",
-                "--schedule",
-                "constant",
-                "--final-steps",
-                "5",
-                "-q",
-            ])
-            .arg("--data")
-            .arg(data)
-            .arg("--out")
-            .arg(&standard),
-    );
+    run_ok(&mut train_tiny(data, &standard, "standard"));
     run_ok(
         bin()
             .args(["eval", "--audit", "--steps", "5", "-q"])

@@ -160,7 +160,14 @@ pub fn audit<M: Classifier>(
     config.threat.validate()?;
     let start = Instant::now();
     let batch = config.batch_size.max(1);
-    let clean_flags = clean_flags(model, test, batch, progress);
+    // One clean pass serves both accuracy and calibration.
+    let clean_probabilities = model_probabilities(model, test, batch, progress)?;
+    let k = test.num_classes;
+    let clean_flags: Vec<bool> = clean_probabilities
+        .chunks_exact(k)
+        .zip(&test.labels)
+        .map(|(row, &label)| argmax(row) == usize::from(label))
+        .collect();
     let clean = count(&clean_flags);
     let mut rng = crate::rng::derived(config.seed, 0xA0D1);
     let attacked = attacked_pass(model, test, config, &clean_flags, &mut rng, progress)?;
@@ -170,7 +177,6 @@ pub fn audit<M: Classifier>(
     let per_class = per_class_rows(test, &clean_flags, &attacked.robust_flags);
     let noise = uniform_noise_like(test, config.noise_examples.max(1), config.seed)?;
     let noise_probabilities = model_probabilities(model, &noise, batch, progress)?;
-    let k = test.num_classes;
     Ok(Audit {
         config: config.clone(),
         n: test.len(),
@@ -182,12 +188,7 @@ pub fn audit<M: Classifier>(
         clean_disparity: class_disparity(&per_class.iter().map(|r| r.clean).collect::<Vec<_>>())?,
         robust_disparity: class_disparity(&per_class.iter().map(|r| r.robust).collect::<Vec<_>>())?,
         per_class,
-        calibration_clean: calibration(
-            &model_probabilities(model, test, batch, progress)?,
-            k,
-            &test.labels,
-            ECE_BINS,
-        )?,
+        calibration_clean: calibration(&clean_probabilities, k, &test.labels, ECE_BINS)?,
         calibration_attacked: calibration(&attacked.probabilities, k, &test.labels, ECE_BINS)?,
         noise_confidence: mean_confidence(&noise_probabilities, k)?,
         noise_confidence_sd: top_probability_sd(&noise_probabilities, k),

@@ -568,21 +568,16 @@ pub(crate) fn reshape_target(
     }
     let total = numel(input);
     if let Some(d) = infer {
-        // Checked: the spec's sizes come from the file and their product can overflow.
-        let known = out
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != d)
-            .try_fold(1usize, |acc, (_, &v)| acc.checked_mul(v))
-            .unwrap_or(0);
-        if known == 0 || !total.is_multiple_of(known) {
+        // out[d] is still the 1 pushed for it; numel saturates on sizes that overflow.
+        let known = numel(&out);
+        if known == 0 || known == usize::MAX || !total.is_multiple_of(known) {
             return Err(format!(
                 "Reshape of {input:?} to {spec:?}: sizes do not divide"
             ));
         }
         out[d] = total / known;
     }
-    if out.iter().try_fold(1usize, |acc, &v| acc.checked_mul(v)) != Some(total) {
+    if numel(&out) != total {
         return Err(format!(
             "Reshape of {input:?} ({total} elements) to {spec:?}"
         ));
