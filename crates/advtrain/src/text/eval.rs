@@ -82,7 +82,7 @@ pub fn evaluate_text(
     let results: Vec<TextAttackResult> = match attack {
         Some(a) => {
             a.validate()?;
-            a.run(model, &data.texts, &data.labels, seed)
+            a.run(model, &data.texts, &data.labels, seed)?
         }
         None => {
             let pred = model.predict(&data.texts);

@@ -104,8 +104,10 @@ pub trait TextClassifier {
     /// Number of classes.
     fn num_classes(&self) -> usize;
     /// Class probabilities for each text (`[texts.len()][num_classes]`). Implementations
-    /// batch internally; callers pass as many texts as they like.
-    fn probabilities(&self, texts: &[String]) -> Vec<Vec<f32>>;
+    /// batch internally; callers pass as many texts as they like. An in-process model never
+    /// fails; a filter behind a process or a URL can (it crashed, hung, answered garbage),
+    /// and the error names the text it failed on.
+    fn probabilities(&self, texts: &[String]) -> crate::error::Result<Vec<Vec<f32>>>;
 }
 
 /// One token a model sees: its id in the embedding table and the character span (indices into

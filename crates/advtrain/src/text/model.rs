@@ -319,9 +319,18 @@ impl TextModel {
         out
     }
 
+    /// Class probabilities of each text: [`TextClassifier::probabilities`], which never
+    /// fails for a model in this process.
+    pub fn probabilities_infallible(&self, texts: &[String]) -> Vec<Vec<f32>> {
+        // Tokenise in parallel: it is a noticeable share of a bag model's inference.
+        use rayon::prelude::*;
+        let tokens: Vec<Vec<Token>> = texts.par_iter().map(|t| self.text_tokens(t)).collect();
+        self.probabilities_of_tokens(&tokens)
+    }
+
     /// Predicted class of each text.
     pub fn predict(&self, texts: &[String]) -> Vec<usize> {
-        self.probabilities(texts)
+        self.probabilities_infallible(texts)
             .iter()
             .map(|p| super::argmax(p))
             .collect()
@@ -333,11 +342,8 @@ impl TextClassifier for TextModel {
         self.config.num_classes
     }
 
-    fn probabilities(&self, texts: &[String]) -> Vec<Vec<f32>> {
-        // Tokenise in parallel: it is a noticeable share of a bag model's inference.
-        use rayon::prelude::*;
-        let tokens: Vec<Vec<Token>> = texts.par_iter().map(|t| self.text_tokens(t)).collect();
-        self.probabilities_of_tokens(&tokens)
+    fn probabilities(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.probabilities_infallible(texts))
     }
 }
 

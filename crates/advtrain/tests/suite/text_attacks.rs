@@ -67,15 +67,15 @@ impl TextClassifier for Keywords {
         2
     }
 
-    fn probabilities(&self, texts: &[String]) -> Vec<Vec<f32>> {
+    fn probabilities(&self, texts: &[String]) -> advtrain::Result<Vec<Vec<f32>>> {
         self.calls.set(self.calls.get() + 1);
-        texts
+        Ok(texts
             .iter()
             .map(|t| {
                 let p = 1.0 / (1.0 + (-self.score(t)).exp());
                 vec![1.0 - p, p]
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -185,9 +185,9 @@ impl TextClassifier for CharMean {
         2
     }
 
-    fn probabilities(&self, texts: &[String]) -> Vec<Vec<f32>> {
+    fn probabilities(&self, texts: &[String]) -> advtrain::Result<Vec<Vec<f32>>> {
         self.prob_calls.set(self.prob_calls.get() + 1);
-        texts.iter().map(|t| self.forward(t).1.to_vec()).collect()
+        Ok(texts.iter().map(|t| self.forward(t).1.to_vec()).collect())
     }
 }
 
@@ -279,7 +279,7 @@ fn accuracy(results: &[TextAttackResult]) -> f64 {
 }
 
 fn clean_accuracy(model: &dyn TextClassifier, texts: &[String], labels: &[usize]) -> f64 {
-    let p = model.probabilities(texts);
+    let p = model.probabilities(texts).unwrap();
     p.iter()
         .zip(labels)
         .filter(|(p, &l)| argmax(p) == l)
@@ -315,7 +315,7 @@ fn deepwordbug_breaks_keyword_model() {
         ..DeepWordBug::default()
     };
     attack.validate().unwrap();
-    let results = attack.attack(&model, &texts, &labels);
+    let results = attack.attack(&model, &texts, &labels).unwrap();
     assert_eq!(results.len(), texts.len());
     let acc = accuracy(&results);
     assert!(acc <= 0.1, "adversarial accuracy {acc}");
@@ -347,7 +347,7 @@ fn hotflip_breaks_char_model() {
     model.prob_calls.set(0);
     let attack = HotFlip::default();
     attack.validate().unwrap();
-    let results = attack.attack(&model, &texts, &labels);
+    let results = attack.attack(&model, &texts, &labels).unwrap();
     let acc = accuracy(&results);
     assert!(acc <= 0.05, "adversarial accuracy {acc}");
     assert!(model.prob_calls.get() <= 1 + attack.budget);
@@ -356,7 +356,9 @@ fn hotflip_breaks_char_model() {
         assert_within_budget(r, attack.budget);
         assert!(r.edits.iter().all(|e| e.kind == EditKind::Flip));
         // Exact re-evaluation agrees with the recorded prediction.
-        let p = model.probabilities(std::slice::from_ref(&r.adversarial));
+        let p = model
+            .probabilities(std::slice::from_ref(&r.adversarial))
+            .unwrap();
         assert_eq!(argmax(&p[0]), r.adversarial_prediction);
     }
 }
@@ -364,7 +366,9 @@ fn hotflip_breaks_char_model() {
 #[test]
 fn hotflip_original_is_the_canonical_text() {
     let model = CharMean::new();
-    let r = &HotFlip::default().attack(&model, &["AEIOU BCD Q".to_string()], &[0])[0];
+    let r = &HotFlip::default()
+        .attack(&model, &["AEIOU BCD Q".to_string()], &[0])
+        .unwrap()[0];
     assert_eq!(r.original, "aeiou bcd q");
     assert_within_budget(r, 5);
 }
@@ -377,22 +381,29 @@ fn attacks_are_deterministic_and_batch_independent() {
         seed: 11,
         ..DeepWordBug::default()
     };
-    let a = attack.attack(&model, &texts, &labels);
-    assert_eq!(a, attack.attack(&model, &texts, &labels));
-    let alone = attack.attack(&model, &texts[..1], &labels[..1]);
+    let a = attack.attack(&model, &texts, &labels).unwrap();
+    assert_eq!(a, attack.attack(&model, &texts, &labels).unwrap());
+    let alone = attack.attack(&model, &texts[..1], &labels[..1]).unwrap();
     assert_eq!(alone[0], a[0]);
     let other = DeepWordBug {
         seed: 12,
         ..DeepWordBug::default()
     };
-    assert_ne!(a, other.attack(&model, &texts, &labels), "the seed matters");
+    assert_ne!(
+        a,
+        other.attack(&model, &texts, &labels).unwrap(),
+        "the seed matters"
+    );
 
     let model = CharMean::new();
     let (texts, labels) = char_set(10, 4);
     let h = HotFlip::default();
-    let a = h.attack(&model, &texts, &labels);
-    assert_eq!(a, h.attack(&model, &texts, &labels));
-    assert_eq!(h.attack(&model, &texts[3..4], &labels[3..4])[0], a[3]);
+    let a = h.attack(&model, &texts, &labels).unwrap();
+    assert_eq!(a, h.attack(&model, &texts, &labels).unwrap());
+    assert_eq!(
+        h.attack(&model, &texts[3..4], &labels[3..4]).unwrap()[0],
+        a[3]
+    );
 }
 
 #[test]
@@ -408,7 +419,7 @@ fn misclassified_and_odd_inputs_are_left_alone() {
         budget: 50,
         ..DeepWordBug::default()
     };
-    let rs = attack.attack(&model, &texts, &labels);
+    let rs = attack.attack(&model, &texts, &labels).unwrap();
     for (r, t) in rs.iter().zip(&texts).take(5) {
         assert!(r.edits.is_empty(), "{r:?}");
         assert_eq!(&r.adversarial, t);
@@ -416,14 +427,15 @@ fn misclassified_and_odd_inputs_are_left_alone() {
     }
     assert_eq!(rs[0].queries, 1);
     assert!(rs[5].success(), "a one-word text still falls: {:?}", rs[5]);
-    assert!(attack.attack(&model, &[], &[]).is_empty());
+    assert!(attack.attack(&model, &[], &[]).unwrap().is_empty());
 
     let cm = CharMean::new();
     let hs = HotFlip {
         budget: 40,
         ..HotFlip::default()
     }
-    .attack(&cm, &["".into(), "???".into(), "q".into()], &[1, 0, 1]);
+    .attack(&cm, &["".into(), "???".into(), "q".into()], &[1, 0, 1])
+    .unwrap();
     for r in &hs {
         assert_within_budget(r, 40);
     }
@@ -478,7 +490,7 @@ fn lookalike_attacks_are_undone_by_canonicalisation() {
         seed: 3,
         ..DeepWordBug::default()
     };
-    let results = attack.attack(&model, &texts, &labels);
+    let results = attack.attack(&model, &texts, &labels).unwrap();
     assert!(
         accuracy(&results) <= 0.1,
         "look-alikes alone fool the model"
@@ -619,13 +631,13 @@ proptest! {
     ) {
         let labels: Vec<usize> = (0..texts.len()).map(|i| usize::from(label_bits >> i & 1 == 1)).collect();
         let dwb = DeepWordBug { budget, seed, max_words: 8, ..DeepWordBug::default() };
-        for r in dwb.attack(&Keywords::new(), &texts, &labels) {
+        for r in dwb.attack(&Keywords::new(), &texts, &labels).unwrap() {
             prop_assert!(r.edits.len() <= budget);
             prop_assert!(edit_distance(&r.original, &r.adversarial) <= budget);
         }
         let hf = HotFlip { budget, beam: 2, candidates: 4, positions: 0 };
         let model = CharMean::new();
-        let rs = hf.attack(&model, &texts, &labels);
+        let rs = hf.attack(&model, &texts, &labels).unwrap();
         for (r, t) in rs.iter().zip(&texts) {
             prop_assert_eq!(&r.original, &model.canonical(t));
             prop_assert!(r.edits.len() <= budget);

@@ -11,7 +11,7 @@ use advtrain::text::model::{batch_tensors, TextModel, TextModelConfig, TextModel
 use advtrain::text::train::{
     embedding_perturbation, init_net, train_text, TextMethod, TextTrainConfig,
 };
-use advtrain::text::{TextClassifier, TextDataset, WhiteBoxText};
+use advtrain::text::{TextDataset, WhiteBoxText};
 use burn::prelude::*;
 use proptest::prelude::*;
 use rand::Rng;
@@ -161,9 +161,9 @@ fn padding_does_not_change_predictions() {
         let short = "hi".to_string();
         let long = "a much longer text that forces padding of the short one".to_string();
         model.batch_size = 1;
-        let alone = model.probabilities(std::slice::from_ref(&short));
+        let alone = model.probabilities_infallible(std::slice::from_ref(&short));
         model.batch_size = 8;
-        let batched = model.probabilities(&[short, long]);
+        let batched = model.probabilities_infallible(&[short, long]);
         for (a, b) in alone[0].iter().zip(&batched[0]) {
             assert!((a - b).abs() < 1e-5, "{kind}: {a} vs {b}");
         }
@@ -297,6 +297,9 @@ fn save_and_load_round_trip() {
     let a = TextModel::new(config.clone(), Canonicalizer::none(), &net, &device);
     let b = TextModel::new(config, Canonicalizer::none(), &loaded, &device);
     let t = vec!["some text to classify".to_string()];
-    assert_eq!(a.probabilities(&t), b.probabilities(&t));
+    assert_eq!(
+        a.probabilities_infallible(&t),
+        b.probabilities_infallible(&t)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{DeepWordBug, HotFlip, TextAttackResult};
 use crate::error::{Error, Result};
 use crate::text::edits::{EditKind, DEEPWORDBUG_KINDS};
-use crate::text::model::TextModel;
+use crate::text::{TextClassifier, WhiteBoxText};
 
 /// The edit kinds of the `lookalike` attack.
 pub const LOOKALIKE_KINDS: [EditKind; 2] = [EditKind::Homoglyph, EditKind::ZeroWidth];
@@ -156,14 +156,14 @@ impl TextAttackConfig {
         }
     }
 
-    /// Attacks `texts` (true classes `labels`).
+    /// Attacks `texts` (true classes `labels`) on a model whose gradients are available.
     pub fn run(
         &self,
-        model: &TextModel,
+        model: &dyn WhiteBoxText,
         texts: &[String],
         labels: &[usize],
         seed: u64,
-    ) -> Vec<TextAttackResult> {
+    ) -> Result<Vec<TextAttackResult>> {
         match self {
             TextAttackConfig::DeepWordBug { .. } => self
                 .deepwordbug_with_seed(seed)
@@ -173,6 +173,27 @@ impl TextAttackConfig {
                 .hotflip_attack()
                 .expect("variant checked")
                 .attack(model, texts, labels),
+        }
+    }
+
+    /// Attacks `texts` on a model known only by its answers (a filter behind a process or
+    /// a URL). Gradient attacks are refused: they need the model's internals.
+    pub fn run_black_box(
+        &self,
+        model: &dyn TextClassifier,
+        texts: &[String],
+        labels: &[usize],
+        seed: u64,
+    ) -> Result<Vec<TextAttackResult>> {
+        match self {
+            TextAttackConfig::DeepWordBug { .. } => self
+                .deepwordbug_with_seed(seed)
+                .expect("variant checked")
+                .attack(model, texts, labels),
+            TextAttackConfig::HotFlip { .. } => Err(Error::config(
+                "hotflip needs the model's gradients; a filter reached through --target-cmd or \
+                 --target-url answers queries only (use a query attack such as deepwordbug)",
+            )),
         }
     }
 }

@@ -10,6 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{true_prob, TextAttackResult};
+use crate::error::Result;
 use crate::rng::{derived, AdvRng};
 use crate::text::edits::{propose, words, Edit, EditKind, DEEPWORDBUG_KINDS};
 use crate::text::{argmax, TextClassifier};
@@ -143,16 +144,17 @@ impl DeepWordBug {
     /// Attack each text against its label. Every round sends one `probabilities` call holding
     /// the candidates of all texts still under attack.
     ///
-    /// Panics if `texts` and `labels` differ in length.
+    /// Panics if `texts` and `labels` differ in length. Fails only when the model does
+    /// (a filter behind a process or URL).
     pub fn attack(
         &self,
         model: &dyn TextClassifier,
         texts: &[String],
         labels: &[usize],
-    ) -> Vec<TextAttackResult> {
+    ) -> Result<Vec<TextAttackResult>> {
         assert_eq!(texts.len(), labels.len(), "one label per text");
         if texts.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut states: Vec<State> = texts
             .iter()
@@ -161,7 +163,7 @@ impl DeepWordBug {
             .map(|(i, (t, &l))| State::new(t, l, self.max_words, derived(self.seed, i as u64)))
             .collect();
 
-        let clean = model.probabilities(texts);
+        let clean = model.probabilities(texts)?;
         let mut clean_predictions = Vec::with_capacity(states.len());
         for (s, p) in states.iter_mut().zip(&clean) {
             s.queries += 1;
@@ -171,10 +173,10 @@ impl DeepWordBug {
             clean_predictions.push(s.prediction);
         }
 
-        self.rank_words(model, &mut states);
-        self.edit_rounds(model, &mut states);
+        self.rank_words(model, &mut states)?;
+        self.edit_rounds(model, &mut states)?;
 
-        states
+        Ok(states
             .into_iter()
             .zip(texts)
             .zip(clean_predictions)
@@ -187,11 +189,11 @@ impl DeepWordBug {
                 edits: s.edits,
                 queries: s.queries,
             })
-            .collect()
+            .collect())
     }
 
     /// Replace-one scores: the drop in true-class probability when a word is deleted.
-    fn rank_words(&self, model: &dyn TextClassifier, states: &mut [State]) {
+    fn rank_words(&self, model: &dyn TextClassifier, states: &mut [State]) -> Result<()> {
         let mut batch = Vec::new();
         for s in states.iter().filter(|s| s.active) {
             for &seg in &s.word_segments {
@@ -199,9 +201,9 @@ impl DeepWordBug {
             }
         }
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
-        let probs = model.probabilities(&batch);
+        let probs = model.probabilities(&batch)?;
         let mut at = 0;
         for s in states.iter_mut().filter(|s| s.active) {
             let n = s.word_segments.len();
@@ -215,9 +217,10 @@ impl DeepWordBug {
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
             s.order = order;
         }
+        Ok(())
     }
 
-    fn edit_rounds(&self, model: &dyn TextClassifier, states: &mut [State]) {
+    fn edit_rounds(&self, model: &dyn TextClassifier, states: &mut [State]) -> Result<()> {
         loop {
             let mut candidates: Vec<Candidate> = Vec::new();
             for (i, s) in states.iter_mut().enumerate().filter(|(_, s)| s.active) {
@@ -247,13 +250,13 @@ impl DeepWordBug {
                 }
             }
             if candidates.is_empty() {
-                return;
+                return Ok(());
             }
             let batch: Vec<String> = candidates
                 .iter()
                 .map(|c| states[c.text].text_with(c.segment, &c.word))
                 .collect();
-            let probs = model.probabilities(&batch);
+            let probs = model.probabilities(&batch)?;
 
             // Best candidate per text: lowest true-class probability.
             let mut best: Vec<Option<(usize, f32, usize)>> = vec![None; states.len()];

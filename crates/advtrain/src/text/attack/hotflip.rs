@@ -123,13 +123,13 @@ impl HotFlip {
         model: &dyn WhiteBoxText,
         texts: &[String],
         labels: &[usize],
-    ) -> Vec<TextAttackResult> {
+    ) -> crate::error::Result<Vec<TextAttackResult>> {
         assert_eq!(texts.len(), labels.len(), "one label per text");
         if texts.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let canonical: Vec<String> = texts.iter().map(|t| model.canonical(t)).collect();
-        let clean = model.probabilities(&canonical);
+        let clean = model.probabilities(&canonical)?;
         let mut states: Vec<State> = canonical
             .iter()
             .zip(labels)
@@ -160,12 +160,12 @@ impl HotFlip {
         }
         let mut cache = RowCache::new(model);
         for _ in 0..self.budget {
-            if !self.round(model, &alphabet, &mut cache, &mut states) {
+            if !self.round(model, &alphabet, &mut cache, &mut states)? {
                 break;
             }
         }
 
-        states
+        Ok(states
             .into_iter()
             .zip(canonical)
             .zip(clean_predictions)
@@ -178,7 +178,7 @@ impl HotFlip {
                 edits: s.best.edits,
                 queries: s.queries,
             })
-            .collect()
+            .collect())
     }
 
     /// One flip for every beam state; false when no text is left to attack.
@@ -188,7 +188,7 @@ impl HotFlip {
         alphabet: &[char],
         cache: &mut RowCache,
         states: &mut [State],
-    ) -> bool {
+    ) -> crate::error::Result<bool> {
         let mut grad_texts = Vec::new();
         let mut grad_labels = Vec::new();
         for s in states.iter().filter(|s| s.active) {
@@ -198,7 +198,7 @@ impl HotFlip {
             }
         }
         if grad_texts.is_empty() {
-            return false;
+            return Ok(false);
         }
         let grads = model.token_gradients(&grad_texts, &grad_labels);
 
@@ -243,7 +243,7 @@ impl HotFlip {
         let probs = if batch.is_empty() {
             Vec::new()
         } else {
-            model.probabilities(&batch)
+            model.probabilities(&batch)?
         };
         let mut pools: Vec<Vec<Beam>> = vec![Vec::new(); states.len()];
         for ((i, mut b), p) in children.into_iter().zip(&probs) {
@@ -276,7 +276,7 @@ impl HotFlip {
             pool.truncate(self.beam);
             s.beams = pool;
         }
-        true
+        Ok(true)
     }
 
     /// The top `candidates` flips of `beam` by first-order loss increase

@@ -100,12 +100,18 @@ impl<'a> TextTask<'a> {
     }
 
     /// Attacks a random `fraction` of the training texts with the model as it is now.
-    fn craft(&mut self, net: &TextNet, epoch: usize, rng: &mut AdvRng, progress: &dyn Progress) {
+    fn craft(
+        &mut self,
+        net: &TextNet,
+        epoch: usize,
+        rng: &mut AdvRng,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let TextMethod::Adversarial {
             attack, fraction, ..
         } = &self.config.method
         else {
-            return;
+            return Ok(());
         };
         let t0 = Instant::now();
         let len = self.train.len();
@@ -120,7 +126,7 @@ impl<'a> TextTask<'a> {
             attack.name()
         ));
         let seed = self.config.seed ^ (epoch as u64) << 32;
-        let results = attack.run(&self.text_model(net), &texts, &labels, seed);
+        let results = attack.run(&self.text_model(net), &texts, &labels, seed)?;
         let correct = results
             .iter()
             .filter(|r| r.clean_prediction == r.label)
@@ -139,6 +145,7 @@ impl<'a> TextTask<'a> {
             seconds: t0.elapsed().as_secs_f64(),
             order: Vec::new(),
         };
+        Ok(())
     }
 
     /// The attacked texts paired with batch `batch` of `size` clean texts.
@@ -167,10 +174,10 @@ impl<'a> TextTask<'a> {
         net: &TextNet,
         clean: f64,
         rng: &mut AdvRng,
-    ) -> Option<HealthCheck> {
+    ) -> Result<Option<HealthCheck>> {
         let (TextMethod::Adversarial { attack, .. }, Some(val)) = (&self.config.method, self.val)
         else {
-            return None;
+            return Ok(None);
         };
         let n = self
             .config
@@ -183,9 +190,9 @@ impl<'a> TextTask<'a> {
             &val.texts[..n],
             &val.labels[..n],
             rng.next_u64(),
-        );
+        )?;
         let robust = results.iter().filter(|r| r.robust()).count();
-        Some(HealthCheck {
+        Ok(Some(HealthCheck {
             batch: None,
             n,
             clean_accuracy: clean,
@@ -196,7 +203,7 @@ impl<'a> TextTask<'a> {
             fgsm_pgd_gap: None,
             grad_alignment: None,
             attack_label: Some(format!("{} (budget {})", attack.name(), attack.budget())),
-        })
+        }))
     }
 }
 
@@ -253,7 +260,7 @@ impl TrainTask for TextTask<'_> {
         self.attacked = AttackedSet::default();
         if let TextMethod::Adversarial { warmup_epochs, .. } = self.config.method {
             if epoch >= warmup_epochs {
-                self.craft(net, epoch, rng, progress);
+                self.craft(net, epoch, rng, progress)?;
             }
         }
         Ok(())
@@ -301,7 +308,7 @@ impl TrainTask for TextTask<'_> {
         let clean = right as f64 / val.len() as f64;
         Ok(Validation {
             clean: Some(clean),
-            check: self.attacked_accuracy(net, clean, rng),
+            check: self.attacked_accuracy(net, clean, rng)?,
         })
     }
 
