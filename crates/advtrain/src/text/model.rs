@@ -1,7 +1,8 @@
-//! Text classifiers: a fastText-style bag of hashed character n-grams and a small character
-//! CNN, both burn modules that train on a CPU in minutes.
+//! Text classifiers: a fastText-style bag of hashed character n-grams, a small character
+//! CNN and a small character transformer encoder ([`super::transformer`]), all burn modules
+//! that train on a CPU in minutes.
 //!
-//! Both split into [`TextNet::embed`] (token ids → embeddings) and [`TextNet::head`]
+//! All split into [`TextNet::embed`] (token ids → embeddings) and [`TextNet::head`]
 //! (embeddings → logits), so embedding-space adversarial training can perturb between the two
 //! and HotFlip can read gradients with respect to each token's embedding.
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canon::Canonicalizer;
 use super::encode::{table_row, TextEncoder};
+use super::transformer::{TextTransformer, MAX_POSITIONS};
 use super::{TextClassifier, Token, WhiteBoxText};
 use crate::error::{Error, Result};
 use crate::fastpath::conv2d_relu;
@@ -31,14 +33,19 @@ pub enum TextModelKind {
     /// Character embeddings → two 1-D convolutions → max over time → linear (Zhang et al.
     /// 2015, much smaller).
     CharCnn,
+    /// Character embeddings plus learned positions → a pre-norm transformer encoder
+    /// (Vaswani et al. 2017, tiny) → masked mean over the real characters → linear.
+    Transformer,
 }
 
 impl TextModelKind {
-    /// The name as used on the command line and in records: `ngram-bag` or `char-cnn`.
+    /// The name as used on the command line and in records: `ngram-bag`, `char-cnn` or
+    /// `transformer`.
     pub fn as_str(&self) -> &'static str {
         match self {
             TextModelKind::NgramBag => "ngram-bag",
             TextModelKind::CharCnn => "char-cnn",
+            TextModelKind::Transformer => "transformer",
         }
     }
 }
@@ -55,8 +62,9 @@ impl FromStr for TextModelKind {
         match s {
             "ngram-bag" | "fasttext" => Ok(TextModelKind::NgramBag),
             "char-cnn" => Ok(TextModelKind::CharCnn),
+            "transformer" => Ok(TextModelKind::Transformer),
             other => Err(Error::config(format!(
-                "unknown text model '{other}': expected 'ngram-bag' or 'char-cnn'"
+                "unknown text model '{other}': expected 'ngram-bag', 'char-cnn' or 'transformer'"
             ))),
         }
     }
@@ -68,29 +76,66 @@ pub struct TextModelConfig {
     /// The architecture.
     pub kind: TextModelKind,
     /// How text becomes token ids; must match the kind (n-grams for the bag, characters
-    /// for the CNN).
+    /// for the CNN and the transformer).
     pub encoder: TextEncoder,
-    /// Embedding width.
+    /// Embedding width (the transformer's `d_model`).
     pub dim: usize,
     /// Convolution channels (char-CNN only).
     pub channels: usize,
     /// Number of output classes; at least 2.
     pub num_classes: usize,
+    /// Encoder layers (transformer only; default 2). Defaulted so that run configurations
+    /// written before the transformer existed still load.
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// Attention heads (transformer only; default 4); must divide `dim`.
+    #[serde(default = "default_heads")]
+    pub heads: usize,
+    /// Width of the position-wise feed-forward layer (transformer only; default 128).
+    #[serde(default = "default_ff")]
+    pub ff: usize,
+    /// Dropout rate while training (transformer only; default 0.1), in `[0, 1)`.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+}
+
+fn default_layers() -> usize {
+    2
+}
+
+fn default_heads() -> usize {
+    4
+}
+
+fn default_ff() -> usize {
+    128
+}
+
+fn default_dropout() -> f64 {
+    0.1
 }
 
 impl TextModelConfig {
-    /// The defaults: 1024 characters read, 32-wide embeddings, 64 convolution channels.
+    /// The defaults: 1024 characters read, 32-wide embeddings, 64 convolution channels; the
+    /// transformer reads 256 characters (attention is quadratic in the length, and 256 keeps
+    /// training on two CPU cores to minutes) with `dim` 64, 2 layers, 4 heads, a 128-wide
+    /// feed-forward layer and dropout 0.1.
     pub fn new(kind: TextModelKind, num_classes: usize) -> Self {
-        let encoder = match kind {
-            TextModelKind::NgramBag => TextEncoder::ngrams(1024),
-            TextModelKind::CharCnn => TextEncoder::chars(1024),
+        let (encoder, dim) = match kind {
+            TextModelKind::NgramBag => (TextEncoder::ngrams(1024), 32),
+            TextModelKind::CharCnn => (TextEncoder::chars(1024), 32),
+            TextModelKind::Transformer => (TextEncoder::chars(256), 64),
         };
         Self {
             kind,
             encoder,
-            dim: 32,
+            dim,
             channels: 64,
             num_classes,
+            layers: default_layers(),
+            heads: default_heads(),
+            ff: default_ff(),
+            dropout: default_dropout(),
         }
     }
 
@@ -101,13 +146,17 @@ impl TextModelConfig {
     }
 
     /// Checks the encoder, that it fits the kind, that `dim` and `channels` are at least 1
-    /// and that there are at least 2 classes.
+    /// and that there are at least 2 classes; for the transformer also the layers, heads
+    /// (dividing `dim`), feed-forward width, dropout rate and length ([`MAX_POSITIONS`]).
     pub fn validate(&self) -> Result<()> {
         self.encoder.validate()?;
         let fits = matches!(
             (self.kind, &self.encoder),
             (TextModelKind::NgramBag, TextEncoder::Ngrams { .. })
-                | (TextModelKind::CharCnn, TextEncoder::Chars { .. })
+                | (
+                    TextModelKind::CharCnn | TextModelKind::Transformer,
+                    TextEncoder::Chars { .. }
+                )
         );
         if !fits {
             return Err(Error::config(format!(
@@ -122,6 +171,39 @@ impl TextModelConfig {
             return Err(Error::config(format!(
                 "a classifier needs at least 2 classes, got {}",
                 self.num_classes
+            )));
+        }
+        if self.kind == TextModelKind::Transformer {
+            self.validate_transformer()?;
+        }
+        Ok(())
+    }
+
+    /// The transformer's own fields (see [`TextModelConfig::validate`]).
+    fn validate_transformer(&self) -> Result<()> {
+        if self.layers == 0 || self.heads == 0 || self.ff == 0 {
+            return Err(Error::config(format!(
+                "a transformer needs at least 1 layer, 1 head and a feed-forward width of 1, \
+                 got layers = {}, heads = {}, ff = {}",
+                self.layers, self.heads, self.ff
+            )));
+        }
+        if !self.dim.is_multiple_of(self.heads) {
+            return Err(Error::config(format!(
+                "the transformer's dim ({}) must be divisible by its heads ({})",
+                self.dim, self.heads
+            )));
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return Err(Error::config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        let max_len = self.encoder.visible_len(usize::MAX);
+        if max_len > MAX_POSITIONS {
+            return Err(Error::config(format!(
+                "a transformer reads at most {MAX_POSITIONS} characters, got max_len = {max_len}"
             )));
         }
         Ok(())
@@ -145,7 +227,7 @@ pub struct CharCnn {
     output: Linear,
 }
 
-/// A text model of either architecture.
+/// A text model of any of the architectures.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // one model per run; boxing would only add indirection
 pub enum TextNet {
@@ -153,11 +235,14 @@ pub enum TextNet {
     NgramBag(NgramBag),
     /// The character CNN.
     CharCnn(CharCnn),
+    /// The character transformer encoder.
+    Transformer(TextTransformer),
 }
 
 impl TextNet {
     /// A freshly initialised network for `config` (validated first) on `device`: uniform
-    /// `±1/dim` embeddings for the bag (fastText's), `N(0, 0.5²)` for the CNN.
+    /// `±1/dim` embeddings for the bag (fastText's), `N(0, 0.5²)` for the CNN and the
+    /// transformer.
     pub fn new(config: &TextModelConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let vocab = config.encoder.vocab_size();
@@ -190,6 +275,10 @@ impl TextNet {
                     output: LinearConfig::new(config.channels, config.num_classes).init(device),
                 })
             }
+            TextModelKind::Transformer => {
+                let max_len = config.encoder.visible_len(usize::MAX);
+                TextNet::Transformer(TextTransformer::new(config, max_len, device))
+            }
         })
     }
 
@@ -198,6 +287,7 @@ impl TextNet {
         match self {
             TextNet::NgramBag(m) => m.embedding.forward(ids),
             TextNet::CharCnn(m) => m.embedding.forward(ids),
+            TextNet::Transformer(m) => m.embed(ids),
         }
     }
 
@@ -226,6 +316,7 @@ impl TextNet {
                 let pooled = x.max_dim(2).reshape([b, c]);
                 m.output.forward(pooled)
             }
+            TextNet::Transformer(m) => m.head(emb, mask),
         }
     }
 
@@ -239,6 +330,7 @@ impl TextNet {
         match self {
             TextNet::NgramBag(m) => m.embedding.weight.val(),
             TextNet::CharCnn(m) => m.embedding.weight.val(),
+            TextNet::Transformer(m) => m.table(),
         }
     }
 }
