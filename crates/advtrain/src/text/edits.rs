@@ -1,12 +1,22 @@
-//! Character edits an attacker may make, the distance that budgets them, and highlighting of
-//! what changed.
+//! Edits an attacker may make, the distance that budgets the character ones, and
+//! highlighting of what changed.
 //!
-//! Every edit [`propose`] makes is exactly one step of optimal-string-alignment (restricted
-//! Damerau–Levenshtein) distance: one adjacent transposition, deletion, insertion or
-//! substitution. OSA is not a metric (editing inside a transposed pair can cost more than the
-//! sum), so attacks keep their edits apart: at most one edit per word (DeepWordBug) or
-//! substitutions at distinct positions (HotFlip); then the distance is at most the number of
-//! edits.
+//! Three families, each edit one unit of an attack's budget:
+//!
+//! - **Character edits** ([`EditKind::is_character`]: swap, delete, insert, substitute,
+//!   homoglyph, leet, zero-width, flip). Every one [`propose`] makes is exactly one step of
+//!   optimal-string-alignment (restricted Damerau–Levenshtein) distance: one adjacent
+//!   transposition, deletion, insertion or substitution. OSA is not a metric (editing inside
+//!   a transposed pair can cost more than the sum), so attacks keep their edits apart: at
+//!   most one edit per word (DeepWordBug) or substitutions at distinct positions (HotFlip);
+//!   then the distance is at most the number of edits.
+//! - **Word edits** ([`WORD_KINDS`]: spacing, separator, case-mix, full-leet, tag, bidi,
+//!   split, join, synonym): the obfuscations people use against text filters, each
+//!   rewriting one whole word (join: removing the whitespace after it). They change many
+//!   characters at once, so no edit-distance bound holds for them; the budget counts words.
+//!   Their [`Edit`] records the whole word as `before` and its rewrite as `after`.
+//! - **Whole-text encodings** ([`ENCODE_KINDS`]), made by the `Encoding` attack
+//!   (`text::attack::encoding`), never by [`propose`].
 
 use std::fmt;
 use std::ops::Range;
@@ -16,10 +26,11 @@ use std::sync::OnceLock;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::canon::{is_invisible, Canonicalizer};
+use super::canon::{is_invisible, Canonicalizer, PDF, RLO, WORD_SEPARATORS};
+use super::wordnet::WordNet;
 use crate::rng::AdvRng;
 
-/// The kinds of character edit.
+/// The kinds of edit (see the module docs for the three families).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EditKind {
@@ -39,9 +50,40 @@ pub enum EditKind {
     ZeroWidth,
     /// A gradient-chosen substitution (HotFlip).
     Flip,
+    /// A space between every character of the word (`ignore` → `i g n o r e`): readers
+    /// still read it, word and n-gram tokenisers no longer see the word.
+    Spacing,
+    /// One of [`WORD_SEPARATORS`] inside the word, once (`ig-nore`) or between every
+    /// character (`i.g.n.o.r.e`), chosen at random.
+    Separator,
+    /// The word's letters in random or alternating case, different from the original
+    /// (`iGnOrE`): beats case-sensitive keyword lists.
+    CaseMix,
+    /// Every letter of the word that has a [`leet`] digit replaced by it (`free` → `fr33`).
+    FullLeet,
+    /// Invisible Unicode tag characters (U+E0020..U+E007E, the tag copies of ASCII) inside
+    /// the word: the "ASCII smuggling" of prompt injection.
+    Tag,
+    /// "Trojan source": the word written reversed between RLO (U+202E) and PDF (U+202C), so
+    /// it renders as the original word while its characters run backwards.
+    Bidi,
+    /// A space at one interior position of the word (`ig nore`).
+    Split,
+    /// The whitespace between the word and the next word removed (`ignore previous` →
+    /// `ignoreprevious`).
+    Join,
+    /// The word replaced by a WordNet synonym in the same case pattern (`Big` → `Large`).
+    Synonym,
+    /// The whole text base64-encoded behind a "decode this" preamble.
+    EncodeBase64,
+    /// The whole text ROT13-encoded behind a "decode this" preamble.
+    EncodeRot13,
+    /// The whole text's UTF-8 bytes in hex behind a "decode this" preamble.
+    EncodeHex,
 }
 
-/// The edit kinds of DeepWordBug (everything but the white-box [`EditKind::Flip`]).
+/// The edit kinds of the `deepwordbug` attack: the character edits but the white-box
+/// [`EditKind::Flip`]. Records name this set `deepwordbug`, so it never grows.
 pub const DEEPWORDBUG_KINDS: [EditKind; 7] = [
     EditKind::Swap,
     EditKind::Delete,
@@ -52,7 +94,28 @@ pub const DEEPWORDBUG_KINDS: [EditKind; 7] = [
     EditKind::ZeroWidth,
 ];
 
-const ALL_KINDS: [EditKind; 8] = [
+/// The word edits, each rewriting one word as one unit of budget.
+pub const WORD_KINDS: [EditKind; 9] = [
+    EditKind::Spacing,
+    EditKind::Separator,
+    EditKind::CaseMix,
+    EditKind::FullLeet,
+    EditKind::Tag,
+    EditKind::Bidi,
+    EditKind::Split,
+    EditKind::Join,
+    EditKind::Synonym,
+];
+
+/// The whole-text encodings of the `encoding` attack.
+pub const ENCODE_KINDS: [EditKind; 3] = [
+    EditKind::EncodeBase64,
+    EditKind::EncodeRot13,
+    EditKind::EncodeHex,
+];
+
+/// Every edit kind, in declaration order: what [`EditKind::from_str`] accepts.
+pub const ALL_KINDS: [EditKind; 20] = [
     EditKind::Swap,
     EditKind::Delete,
     EditKind::Insert,
@@ -61,6 +124,18 @@ const ALL_KINDS: [EditKind; 8] = [
     EditKind::Leet,
     EditKind::ZeroWidth,
     EditKind::Flip,
+    EditKind::Spacing,
+    EditKind::Separator,
+    EditKind::CaseMix,
+    EditKind::FullLeet,
+    EditKind::Tag,
+    EditKind::Bidi,
+    EditKind::Split,
+    EditKind::Join,
+    EditKind::Synonym,
+    EditKind::EncodeBase64,
+    EditKind::EncodeRot13,
+    EditKind::EncodeHex,
 ];
 
 impl EditKind {
@@ -75,7 +150,40 @@ impl EditKind {
             EditKind::Leet => "leet",
             EditKind::ZeroWidth => "zero-width",
             EditKind::Flip => "flip",
+            EditKind::Spacing => "spacing",
+            EditKind::Separator => "separator",
+            EditKind::CaseMix => "case-mix",
+            EditKind::FullLeet => "full-leet",
+            EditKind::Tag => "tag",
+            EditKind::Bidi => "bidi",
+            EditKind::Split => "split",
+            EditKind::Join => "join",
+            EditKind::Synonym => "synonym",
+            EditKind::EncodeBase64 => "encode-base64",
+            EditKind::EncodeRot13 => "encode-rot13",
+            EditKind::EncodeHex => "encode-hex",
         }
+    }
+
+    /// Whether an edit of this kind is one OSA step, so `edit_distance <= edits` holds.
+    pub fn is_character(&self) -> bool {
+        DEEPWORDBUG_KINDS.contains(self) || *self == EditKind::Flip
+    }
+
+    /// Whether this kind rewrites one word (see [`WORD_KINDS`]).
+    pub fn is_word(&self) -> bool {
+        WORD_KINDS.contains(self)
+    }
+
+    /// Whether this kind rewrites the whole text (see [`ENCODE_KINDS`]); [`propose`] never
+    /// makes one.
+    pub fn is_whole_text(&self) -> bool {
+        ENCODE_KINDS.contains(self)
+    }
+
+    /// Whether proposals of this kind need a [`WordNet`] in their [`EditContext`].
+    pub fn needs_wordnet(&self) -> bool {
+        *self == EditKind::Synonym
     }
 }
 
@@ -90,9 +198,15 @@ impl FromStr for EditKind {
 
     fn from_str(s: &str) -> crate::error::Result<Self> {
         let s = s.trim().to_ascii_lowercase();
+        let alias = match s.as_str() {
+            "zerowidth" => "zero-width",
+            "casemix" => "case-mix",
+            "fullleet" => "full-leet",
+            other => other,
+        };
         ALL_KINDS
             .into_iter()
-            .find(|k| k.as_str() == s || (s == "zerowidth" && *k == EditKind::ZeroWidth))
+            .find(|k| k.as_str() == alias)
             .ok_or_else(|| {
                 let names: Vec<&str> = ALL_KINDS.iter().map(|k| k.as_str()).collect();
                 crate::error::Error::config(format!(
@@ -104,7 +218,9 @@ impl FromStr for EditKind {
 }
 
 /// One applied edit. `before` was replaced by `after` at char index `position` of the text as
-/// it was when the edit was applied (a swap has `before = "ab"`, `after = "ba"`).
+/// it was when the edit was applied (a swap has `before = "ab"`, `after = "ba"`; a word edit
+/// has the whole word as `before`; a join has the removed whitespace as `before` and an
+/// empty `after`; an encoding has the whole text as `before`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Edit {
     /// Which kind of edit it was.
@@ -113,17 +229,51 @@ pub struct Edit {
     /// insertion, the index the new char takes.
     pub position: usize,
     /// The chars removed: one for a substitution or deletion, two for a swap, empty for an
-    /// insertion.
+    /// insertion, the word for a word edit.
     pub before: String,
-    /// The chars written in their place: empty for a deletion.
+    /// The chars written in their place: empty for a deletion or a join.
     pub after: String,
+}
+
+/// `original` with `edits` applied in order, or `None` if an edit's `before` is not at its
+/// `position` (the record does not belong to this text). Lets a reader of a record check
+/// that its adversarial text is what the edits say.
+pub fn apply_edits(original: &str, edits: &[Edit]) -> Option<String> {
+    let mut chars: Vec<char> = original.chars().collect();
+    for e in edits {
+        let before: Vec<char> = e.before.chars().collect();
+        let end = e.position.checked_add(before.len())?;
+        if chars.get(e.position..end)? != before.as_slice() {
+            return None;
+        }
+        chars.splice(e.position..end, e.after.chars());
+    }
+    Some(chars.into_iter().collect())
+}
+
+/// What a proposal may read besides the text: the WordNet that [`EditKind::Synonym`] draws
+/// from. The default (nothing) serves every other kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EditContext<'a> {
+    /// Synonyms for [`EditKind::Synonym`]; without it, synonym proposals are `None`.
+    pub wordnet: Option<&'a WordNet>,
+}
+
+impl<'a> EditContext<'a> {
+    /// A context with `wordnet` for synonym proposals.
+    pub fn with_wordnet(wordnet: &'a WordNet) -> Self {
+        Self {
+            wordnet: Some(wordnet),
+        }
+    }
 }
 
 /// Invisible characters a [`EditKind::ZeroWidth`] edit inserts: zero-width space, non-joiner,
 /// joiner, word joiner, BOM (zero-width no-break space).
 pub const ZERO_WIDTH: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'];
 
-/// Non-ASCII look-alikes `h` of `c`, i.e. those with `Canonicalizer::all().apply(h) == c`
+/// Non-ASCII look-alikes `h` of `c`, i.e. those with
+/// `Canonicalizer::lookalikes().apply(h) == c`
 /// (Cyrillic, Greek, fullwidth, mathematical alphanumerics, ...). Empty for non-ASCII `c`.
 /// Built once from the confusables and NFKC data, so the defence undoes exactly these.
 pub fn homoglyphs(c: char) -> &'static [char] {
@@ -136,7 +286,7 @@ pub fn homoglyphs(c: char) -> &'static [char] {
 }
 
 fn build_homoglyphs() -> Vec<Vec<char>> {
-    let canon = Canonicalizer::all();
+    let canon = Canonicalizer::lookalikes();
     let mut table = vec![Vec::new(); 128];
     // Planes 0 and 1 hold every character that folds to one ASCII character.
     for h in (0x80u32..0x2_0000).filter_map(char::from_u32) {
@@ -217,7 +367,8 @@ fn pick<T: Copy>(items: &[T], rng: &mut AdvRng) -> Option<T> {
 }
 
 /// One random edit of `kind` inside `word` (a span of `chars`): the edited text and the edit.
-/// `None` if the kind does not apply there (no swappable pair, no look-alike, empty span).
+/// `None` if the kind does not apply there (no swappable pair, no look-alike, empty span, no
+/// following word to join, no synonym). Synonyms need a WordNet: use [`propose_in`].
 /// Insertions may go at either end of the word, so they stay within its span.
 pub fn propose(
     kind: EditKind,
@@ -225,66 +376,95 @@ pub fn propose(
     word: Range<usize>,
     rng: &mut AdvRng,
 ) -> Option<(Vec<char>, Edit)> {
+    propose_in(&EditContext::default(), kind, chars, word, rng)
+}
+
+/// [`propose`] with a context, for the kinds that read more than the text
+/// ([`EditKind::Synonym`]). A character edit stays inside `word`; a word edit replaces the
+/// whole of `word`; a join removes the whitespace right after it.
+pub fn propose_in(
+    ctx: &EditContext<'_>,
+    kind: EditKind,
+    chars: &[char],
+    word: Range<usize>,
+    rng: &mut AdvRng,
+) -> Option<(Vec<char>, Edit)> {
     let word = word.start.min(chars.len())..word.end.min(chars.len());
-    if word.is_empty() {
+    if word.is_empty() || kind.is_whole_text() {
         return None;
     }
-    let mut out = chars.to_vec();
-    let edit = |position: usize, before: String, after: String| Edit {
-        kind,
-        position,
-        before,
-        after,
+    let (at, removed, with) = if kind.is_character() {
+        char_edit(kind, chars, word, rng)?
+    } else if kind == EditKind::Join {
+        let ws = join_whitespace(chars, word.end)?;
+        (word.end, ws, Vec::new())
+    } else {
+        let new = rewrite_word(ctx, kind, &chars[word.clone()], rng)?;
+        (word.start, word.len(), new)
     };
-    let e = match kind {
+    Some(splice(kind, chars, at, removed, with))
+}
+
+/// `chars` with `removed` chars at `at` replaced by `with`, and the edit saying so.
+fn splice(
+    kind: EditKind,
+    chars: &[char],
+    at: usize,
+    removed: usize,
+    with: Vec<char>,
+) -> (Vec<char>, Edit) {
+    let edit = Edit {
+        kind,
+        position: at,
+        before: chars[at..at + removed].iter().collect(),
+        after: with.iter().collect(),
+    };
+    let mut out = chars.to_vec();
+    out.splice(at..at + removed, with);
+    (out, edit)
+}
+
+/// Number of whitespace chars from `at` when a word (an alphanumeric char) follows them.
+pub fn join_whitespace(chars: &[char], at: usize) -> Option<usize> {
+    let n = chars
+        .get(at..)?
+        .iter()
+        .take_while(|c| c.is_whitespace())
+        .count();
+    (n > 0 && chars.get(at + n).is_some_and(|c| c.is_alphanumeric())).then_some(n)
+}
+
+/// A one-OSA-step edit inside `word`: (position, chars removed, chars written).
+fn char_edit(
+    kind: EditKind,
+    chars: &[char],
+    word: Range<usize>,
+    rng: &mut AdvRng,
+) -> Option<(usize, usize, Vec<char>)> {
+    Some(match kind {
         EditKind::Swap => {
             let ps: Vec<usize> = (word.start..word.end - 1)
                 .filter(|&p| chars[p] != chars[p + 1])
                 .collect();
             let p = pick(&ps, rng)?;
-            out.swap(p, p + 1);
-            edit(
-                p,
-                [chars[p], chars[p + 1]].iter().collect(),
-                [chars[p + 1], chars[p]].iter().collect(),
-            )
+            (p, 2, vec![chars[p + 1], chars[p]])
         }
-        EditKind::Delete => {
-            let p = rng.random_range(word.clone());
-            out.remove(p);
-            edit(p, chars[p].to_string(), String::new())
-        }
+        EditKind::Delete => (rng.random_range(word), 1, Vec::new()),
         EditKind::Insert => {
             let p = rng.random_range(word.start..=word.end);
-            let c = (b'a' + rng.random_range(0..26u8)) as char;
-            out.insert(p, c);
-            edit(p, String::new(), c.to_string())
-        }
-        EditKind::Substitute | EditKind::Flip => {
-            let p = rng.random_range(word.clone());
-            let c = random_letter_like(chars[p], rng);
-            out[p] = c;
-            edit(p, chars[p].to_string(), c.to_string())
+            (p, 0, vec![(b'a' + rng.random_range(0..26u8)) as char])
         }
         EditKind::Homoglyph => {
-            let ps: Vec<usize> = word
-                .clone()
-                .filter(|&p| !homoglyphs(chars[p]).is_empty())
-                .collect();
+            let ps: Vec<usize> = word.filter(|&p| !homoglyphs(chars[p]).is_empty()).collect();
             let p = pick(&ps, rng)?;
-            let h = pick(homoglyphs(chars[p]), rng)?;
-            out[p] = h;
-            edit(p, chars[p].to_string(), h.to_string())
+            (p, 1, vec![pick(homoglyphs(chars[p]), rng)?])
         }
         EditKind::Leet => {
             let ps: Vec<usize> = word
-                .clone()
                 .filter(|&p| leet(chars[p]).is_some_and(|l| l != chars[p]))
                 .collect();
             let p = pick(&ps, rng)?;
-            let l = leet(chars[p])?;
-            out[p] = l;
-            edit(p, chars[p].to_string(), l.to_string())
+            (p, 1, vec![leet(chars[p])?])
         }
         EditKind::ZeroWidth => {
             // Inside the word when it has an inside, so the split is unseen.
@@ -293,12 +473,165 @@ pub fn propose(
             } else {
                 rng.random_range(word.start..=word.end)
             };
-            let z = pick(&ZERO_WIDTH, rng)?;
-            out.insert(p, z);
-            edit(p, String::new(), z.to_string())
+            (p, 0, vec![pick(&ZERO_WIDTH, rng)?])
         }
+        EditKind::Substitute | EditKind::Flip => {
+            let p = rng.random_range(word);
+            (p, 1, vec![random_letter_like(chars[p], rng)])
+        }
+        _ => return None,
+    })
+}
+
+/// The rewrite of a whole word by a word edit, or `None` where the kind does not apply
+/// (a one-char word cannot be spaced out, a word without letters has no case, ...).
+fn rewrite_word(
+    ctx: &EditContext<'_>,
+    kind: EditKind,
+    w: &[char],
+    rng: &mut AdvRng,
+) -> Option<Vec<char>> {
+    let inside = |rng: &mut AdvRng| rng.random_range(1..w.len());
+    match kind {
+        EditKind::Spacing if w.len() >= 2 => Some(interleave(w, ' ')),
+        EditKind::Separator if w.len() >= 2 => {
+            let sep = pick(&WORD_SEPARATORS, rng)?;
+            if rng.random_bool(0.5) {
+                Some(insert_at(w, inside(rng), &[sep]))
+            } else {
+                Some(interleave(w, sep))
+            }
+        }
+        EditKind::CaseMix => case_mix(w, rng),
+        EditKind::FullLeet => {
+            let out: Vec<char> = w.iter().map(|&c| leet(c).unwrap_or(c)).collect();
+            (out != w).then_some(out)
+        }
+        EditKind::Tag => {
+            let tags: Vec<char> = (0..rng.random_range(1..=3))
+                .filter_map(|_| tag_char(b'a' + rng.random_range(0..26u8)))
+                .collect();
+            let at = if w.len() >= 2 { inside(rng) } else { w.len() };
+            Some(insert_at(w, at, &tags))
+        }
+        EditKind::Bidi if w.len() >= 2 => {
+            let mut out = vec![RLO];
+            out.extend(w.iter().rev());
+            out.push(PDF);
+            Some(out)
+        }
+        EditKind::Split if w.len() >= 2 => Some(insert_at(w, inside(rng), &[' '])),
+        EditKind::Synonym => synonym(ctx.wordnet?, w, rng),
+        _ => None,
+    }
+}
+
+/// `w` with `sep` between every two chars.
+fn interleave(w: &[char], sep: char) -> Vec<char> {
+    let mut out = Vec::with_capacity(2 * w.len());
+    for (i, &c) in w.iter().enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn insert_at(w: &[char], at: usize, with: &[char]) -> Vec<char> {
+    let mut out = w.to_vec();
+    out.splice(at..at, with.iter().copied());
+    out
+}
+
+/// The Unicode tag character that encodes printable ASCII `b` (U+E0020..U+E007E); `None`
+/// outside `0x20..=0x7E`.
+pub fn tag_char(b: u8) -> Option<char> {
+    (0x20..=0x7E)
+        .contains(&b)
+        .then(|| char::from_u32(0xE0000 + u32::from(b)))
+        .flatten()
+}
+
+/// The other-case form of a letter whose case round-trips exactly (one char each way), so
+/// lowercasing undoes the change; `None` for caseless chars and for special cases (`ß`,
+/// `İ`, final sigma, titlecase digraphs).
+fn other_case(c: char) -> Option<char> {
+    let lower = single(c.to_lowercase())?;
+    let upper = single(c.to_uppercase())?;
+    let round_trips = lower != upper
+        && single(upper.to_lowercase()) == Some(lower)
+        && single(lower.to_uppercase()) == Some(upper);
+    if !round_trips {
+        None
+    } else if c == lower {
+        Some(upper)
+    } else if c == upper {
+        Some(lower)
+    } else {
+        None
+    }
+}
+
+/// The only char of `it`, or `None` if it has none or several.
+fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
+    let first = it.next()?;
+    it.next().is_none().then_some(first)
+}
+
+/// Random (half the time alternating) case of the word's cased letters, never the original.
+fn case_mix(w: &[char], rng: &mut AdvRng) -> Option<Vec<char>> {
+    let cased: Vec<usize> = (0..w.len())
+        .filter(|&i| other_case(w[i]).is_some())
+        .collect();
+    if cased.is_empty() {
+        return None;
+    }
+    let alternate = rng.random_bool(0.5);
+    let mut upper = rng.random_bool(0.5);
+    let mut out = w.to_vec();
+    for &i in &cased {
+        upper = if alternate {
+            !upper
+        } else {
+            rng.random_bool(0.5)
+        };
+        let is_upper = w[i].to_lowercase().ne([w[i]]);
+        if upper != is_upper {
+            out[i] = other_case(w[i])?;
+        }
+    }
+    if out == w {
+        let i = pick(&cased, rng)?;
+        out[i] = other_case(w[i])?;
+    }
+    Some(out)
+}
+
+/// A WordNet synonym of `w` other than `w`, in `w`'s case pattern (lower, Capitalised or
+/// UPPER).
+fn synonym(wordnet: &WordNet, w: &[char], rng: &mut AdvRng) -> Option<Vec<char>> {
+    let word: String = w.iter().collect();
+    let lower = word.to_lowercase();
+    let options: Vec<&String> = wordnet
+        .synonyms(&lower)
+        .iter()
+        .filter(|s| !s.is_empty() && **s != lower && !s.contains(['_', ' ']))
+        .collect();
+    let chosen = pick(&options, rng)?;
+    let letters: Vec<&char> = w.iter().filter(|c| c.is_alphabetic()).collect();
+    let all_upper = letters.len() >= 2 && letters.iter().all(|c| c.is_uppercase());
+    let out: String = if all_upper {
+        chosen.to_uppercase()
+    } else if w[0].is_uppercase() {
+        let mut cs = chosen.chars();
+        cs.next()
+            .map(|f| f.to_uppercase().chain(cs).collect())
+            .unwrap_or_default()
+    } else {
+        chosen.to_string()
     };
-    Some((out, e))
+    Some(out.chars().collect())
 }
 
 /// Optimal-string-alignment distance between `a` and `b`, in chars.
@@ -552,7 +885,10 @@ mod tests {
         for c in (0u8..128).map(char::from) {
             for &h in homoglyphs(c) {
                 assert!(!h.is_ascii());
-                assert_eq!(Canonicalizer::all().apply(&h.to_string()), c.to_string());
+                assert_eq!(
+                    Canonicalizer::lookalikes().apply(&h.to_string()),
+                    c.to_string()
+                );
             }
         }
         assert!(homoglyphs('\u{0430}').is_empty());

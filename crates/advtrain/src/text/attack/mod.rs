@@ -1,12 +1,23 @@
-//! Attacks on text classifiers: DeepWordBug (black-box, queries only) and HotFlip
-//! (white-box, token gradients). Both keep `edit_distance(original, adversarial) <= budget`.
+//! Attacks on text classifiers: DeepWordBug (black-box, queries only), HotFlip (white-box,
+//! token gradients) and Encoding (black-box, the whole text encoded behind a "decode this"
+//! preamble).
+//!
+//! Every attack keeps `edits.len() <= budget`. With character edits only (HotFlip, and
+//! DeepWordBug with [`DEEPWORDBUG_KINDS`](crate::text::edits::DEEPWORDBUG_KINDS) or a subset)
+//! `edit_distance(original, adversarial) <= budget` holds too; word edits (spacing, synonym,
+//! ...) and encodings change many characters as one edit, so for them the budget counts
+//! edits, not characters.
 
 mod config;
 pub mod deepwordbug;
+pub mod encoding;
 pub mod hotflip;
 
-pub use config::{TextAttackConfig, LOOKALIKE_KINDS};
+pub use config::{
+    TextAttackConfig, LOOKALIKE_KINDS, OBFUSCATION_KINDS, SYNONYM_KINDS, TEXT_ATTACK_NAMES,
+};
 pub use deepwordbug::DeepWordBug;
+pub use encoding::{Encoding, EncodingScheme, ENCODING_SCHEMES};
 pub use hotflip::HotFlip;
 
 use serde::{Deserialize, Serialize};
@@ -18,8 +29,9 @@ use super::edits::Edit;
 pub struct TextAttackResult {
     /// The text the edits apply to (for HotFlip, the model's canonical form of the input).
     pub original: String,
-    /// The attacked text: `original` with `edits` applied, within the budget's edit
-    /// distance; equal to `original` when the text was not attacked (already misclassified).
+    /// The attacked text: `original` with `edits` applied (within the budget's edit
+    /// distance for character edits); equal to `original` when the text was not attacked
+    /// (already misclassified).
     pub adversarial: String,
     /// The true class index.
     pub label: usize,
