@@ -14,11 +14,11 @@ SRC=${1:-crates/advtrain/src}
 LAYERS='
 fastpath rng io error progress
 threat loss
-data model text text/data text/encode text/canon text/model
+data model text text/data text/encode text/canon text/model text/wordnet text/target text/transformer
 attack text/edits text/attack
-eval text/eval
+eval text/eval text/detection text/evasion
 train text/train
-run bench text/run
+run bench text/run text/evasion_files
 report
 lib
 '

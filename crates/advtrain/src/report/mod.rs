@@ -8,6 +8,7 @@ mod data;
 mod examples;
 mod html;
 mod text;
+mod text_detection;
 
 use std::path::{Path, PathBuf};
 

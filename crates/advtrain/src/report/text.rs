@@ -6,12 +6,15 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::text_detection::{render_detection, DetectionRow};
 use super::STYLE;
 use crate::error::Result;
 use crate::io::escape_html as escape;
 use crate::text::attack::TextAttackResult;
 use crate::text::edits::highlight_html;
 use crate::text::eval::TextEvalRecord;
+use crate::text::evasion::EvasionRecord;
+use crate::text::evasion_files::{evasion_stem, read_evasion_examples};
 use crate::text::run::{TextRun, TextRunConfig};
 
 /// Examples of successful evasions shown per run and attack.
@@ -94,6 +97,20 @@ fn render(runs: &[Loaded]) -> Result<String> {
         crate::VERSION
     );
     render_data(&mut h, runs)?;
+    let evasion = runs
+        .iter()
+        .map(|r| r.run.evasion_records())
+        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<DetectionRow<'_>> = runs
+        .iter()
+        .zip(&evasion)
+        .map(|(r, records)| DetectionRow {
+            name: &r.name,
+            training: training_label(&r.config),
+            records,
+        })
+        .collect();
+    render_detection(&mut h, &rows);
     let evals = runs
         .iter()
         .map(|r| r.run.evals())
@@ -101,6 +118,7 @@ fn render(runs: &[Loaded]) -> Result<String> {
     render_table(&mut h, runs, &evals);
     render_training(&mut h, runs)?;
     render_examples(&mut h, runs, &evals)?;
+    render_evasions(&mut h, runs, &evasion)?;
     h.push_str("</body>\n</html>\n");
     Ok(h)
 }
@@ -285,6 +303,53 @@ fn render_examples(h: &mut String, runs: &[Loaded], evals: &[Vec<TextEvalRecord>
                     escape(&class(w.label)),
                     escape(&class(w.adversarial_prediction)),
                     w.edits.len(),
+                    highlight_html(&orig, &adv)
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+    Ok(())
+}
+
+/// Malicious texts the attacks got past each filter, edits marked.
+fn render_evasions(h: &mut String, runs: &[Loaded], records: &[Vec<EvasionRecord>]) -> Result<()> {
+    for (r, recs) in runs.iter().zip(records) {
+        for rec in recs.iter().filter(|x| x.attack != "none") {
+            let stem = evasion_stem(rec.attack_config.as_ref(), rec.threshold.target_fpr);
+            let examples = read_evasion_examples(r.run.path(), &stem)?;
+            let t = rec.threshold.threshold;
+            let wins: Vec<_> = examples
+                .iter()
+                .filter(|x| x.score < t)
+                .take(EXAMPLES_SHOWN)
+                .collect();
+            let _ = writeln!(
+                h,
+                "<h3>{} · evaded {} (budget {}) at {} FPR</h3>",
+                escape(&r.name),
+                escape(&rec.attack),
+                rec.budget,
+                pct(rec.threshold.target_fpr)
+            );
+            if wins.is_empty() {
+                h.push_str("<p class=\"note\">no successful evasions</p>\n");
+                continue;
+            }
+            h.push_str("<table class=\"pair\">\n<tr><th>score (threshold)</th><th>malicious text as sent (edits marked)</th></tr>\n");
+            for w in wins {
+                let res = &w.result;
+                let (orig, adv) = window(
+                    &res.original,
+                    &res.adversarial,
+                    res.edits.first().map_or(0, |e| e.position),
+                );
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{:.4} ({t:.4})<br><span class=\"small\">{} edits, {} queries</span></td><td>{}</td></tr>",
+                    w.score,
+                    res.edits.len(),
+                    res.queries,
                     highlight_html(&orig, &adv)
                 );
             }

@@ -4,20 +4,31 @@
 //! The flow mirrors the image side: `data` → `encode`/`model` → `attack` → `train` → `eval`,
 //! and runs are written to the same run directories and read by the same report.
 //!
-//! Threat model: an attacker edits characters (swaps, deletions, insertions, substitutions,
-//! look-alike Unicode characters, leetspeak, invisible characters) within a budget of edits
-//! per text. Each edit is one step of Damerau–Levenshtein (optimal string alignment)
-//! distance, so `edit_distance(original, adversarial) <= budget` always holds.
+//! Threat model: an attacker edits a text within a budget of edits: characters (swaps,
+//! deletions, insertions, substitutions, look-alike Unicode characters, leetspeak, invisible
+//! characters), whole words (spaced-out letters, separators, case mixing, full leetspeak,
+//! Unicode tag and bidi characters, splits and joins, WordNet synonyms), or the whole text
+//! (an encoding with a "decode this" preamble). Each character edit is one step of
+//! Damerau–Levenshtein (optimal string alignment) distance, so for the character attacks
+//! `edit_distance(original, adversarial) <= budget` holds; a word or whole-text edit counts
+//! as one edit of the budget. A filter is evaluated for evasion ([`evasion`]): only its
+//! malicious texts are attacked, at the threshold of a fixed false-positive rate.
 
 pub mod attack;
 pub mod canon;
 pub mod data;
+pub mod detection;
 pub mod edits;
 pub mod encode;
 pub mod eval;
+pub mod evasion;
+pub mod evasion_files;
 pub mod model;
 pub mod run;
+pub mod target;
 pub mod train;
+pub mod transformer;
+pub mod wordnet;
 
 use serde::{Deserialize, Serialize};
 

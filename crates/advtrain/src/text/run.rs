@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::attack::{TextAttackConfig, TextAttackResult};
 use super::data;
 use super::eval::{evaluate_text, TextEvalRecord};
+use super::evasion::{choose_threshold, EvasionRecord, EvasionRun, EvasionTarget, DEFAULT_CHUNK};
+use super::evasion_files::evaluate_streamed;
 use super::model::{TextModel, TextNet};
 use super::train::{TextEpochRecord, TextTrainConfig, TrainedText};
 use super::TextDataset;
@@ -180,8 +182,12 @@ pub struct TextFinalEvaluation {
     pub summary: TextSummary,
     /// Clean accuracy on the test texts.
     pub clean: TextEvalRecord,
-    /// One record per attack of [`TextRunConfig::eval_attacks`], in order.
+    /// One record per attack of [`TextRunConfig::eval_attacks`], in order (data sets of
+    /// more than two classes; a binary filter is evaluated for evasion instead).
     pub attacked: Vec<TextEvalRecord>,
+    /// A binary filter's evasion records at the run's false-positive rate: clean, then one
+    /// per attack of [`TextRunConfig::eval_attacks`].
+    pub evasion: Vec<EvasionRecord>,
 }
 
 /// A text run directory.
@@ -385,6 +391,15 @@ impl TextRun {
             test_data_sha256: Some(data.test.fingerprint()),
         };
         self.write_summary(&summary)?;
+        if data.test.num_classes() == 2 {
+            let evasion = self.evasion(&model, config, data, progress)?;
+            return Ok(TextFinalEvaluation {
+                summary,
+                clean,
+                attacked: Vec::new(),
+                evasion,
+            });
+        }
         let mut attacked = Vec::new();
         for attack in &config.eval_attacks {
             progress.note(&format!(
@@ -400,6 +415,77 @@ impl TextRun {
             summary,
             clean,
             attacked,
+            evasion: Vec::new(),
         })
+    }
+
+    /// Evasion of the run's model at `config.train.fpr`: the threshold chosen on the validation
+    /// split's benign texts, then clean and each of `config.eval_attacks` on the test texts,
+    /// each record written as it is measured.
+    fn evasion(
+        &self,
+        model: &TextModel,
+        config: &TextRunConfig,
+        data: &TextSplits,
+        progress: &dyn Progress,
+    ) -> Result<Vec<EvasionRecord>> {
+        let fpr = config.train.fpr;
+        let run = self.evasion_run(model, &data.val, fpr, config.data_seed)?;
+        let sha = self.run.model_sha256()?;
+        let mut out =
+            vec![evaluate_streamed(self.path(), &run, &data.test, None, sha.clone(), "")?.0];
+        for attack in &config.eval_attacks {
+            progress.note(&format!(
+                "evasion under {} (budget {}) at {:.1}% FPR",
+                attack.name(),
+                attack.budget(),
+                100.0 * fpr
+            ));
+            out.push(
+                evaluate_streamed(self.path(), &run, &data.test, Some(attack), sha.clone(), "")?.0,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The file-stem suffix of an evasion evaluation on `test`: `-n<N>` for the first `N`
+    /// texts only (`limit`), `-data<sha>` for texts other than the run's own test set, so
+    /// neither ever replaces the full test set's files; empty for the run's own test set.
+    pub fn evasion_suffix(&self, test: &TextDataset, limit: Option<usize>) -> Result<String> {
+        if let Some(n) = limit.filter(|&n| n < test.len()) {
+            return Ok(format!("-n{n}"));
+        }
+        let own = self.summary()?.and_then(|s| s.test_data_sha256);
+        let this = test.fingerprint();
+        Ok(match own {
+            Some(own) if own != this => format!("-data{}", &this[..8]),
+            _ => String::new(),
+        })
+    }
+
+    /// The evasion evaluation of this run's `model` at `fpr`, its threshold chosen on the
+    /// benign texts of `val` (class 1 is the malicious class).
+    pub fn evasion_run<'m>(
+        &self,
+        model: &'m TextModel,
+        val: &TextDataset,
+        fpr: f64,
+        seed: u64,
+    ) -> Result<EvasionRun<'m>> {
+        let target = EvasionTarget::WhiteBox(model);
+        Ok(EvasionRun {
+            target,
+            target_name: "model".to_string(),
+            positive: 1,
+            threshold: choose_threshold(target, val, 1, fpr)?,
+            chunk: DEFAULT_CHUNK,
+            seed,
+        })
+    }
+
+    /// Evasion records of the run's current weights.
+    pub fn evasion_records(&self) -> Result<Vec<EvasionRecord>> {
+        let sha = self.run.model_sha256()?;
+        super::evasion_files::read_evasion_records(self.path(), sha.as_deref())
     }
 }

@@ -100,7 +100,7 @@ fn small_config(kind: TextModelKind) -> TextModelConfig {
             max_n: 4,
             max_chars: 200,
         },
-        TextModelKind::CharCnn => TextEncoder::chars(200),
+        TextModelKind::CharCnn | TextModelKind::Transformer => TextEncoder::chars(200),
     };
     c
 }
@@ -216,6 +216,7 @@ fn standard_training_learns_a_keyword_task() {
             seed: 0,
             schedule: advtrain::train::Schedule::Constant,
             monitor: advtrain::text::train::text_monitor(),
+            fpr: 0.01,
         };
         let mut epochs = 0;
         let trained = train_text(

@@ -74,6 +74,7 @@ fn config(method: TextMethod, canonicalizer: Canonicalizer) -> TextTrainConfig {
         seed: 1,
         schedule: advtrain::train::Schedule::Constant,
         monitor: advtrain::text::train::text_monitor(),
+        fpr: 0.01,
     }
 }
 
@@ -135,6 +136,7 @@ fn canonicalisation_defeats_lookalike_and_invisible_edits() {
         budget: 4,
         kinds: vec![EditKind::Homoglyph, EditKind::ZeroWidth],
         max_words: 32,
+        max_queries: 0,
     };
     let (clean_plain, robust_plain) = robust_accuracy(
         &config(TextMethod::Standard, Canonicalizer::none()),

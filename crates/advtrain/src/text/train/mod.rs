@@ -133,6 +133,15 @@ pub struct TextTrainConfig {
     /// (`ignore` by default: text filters have no known collapse mode to roll back from).
     #[serde(default = "text_monitor")]
     pub monitor: MonitorConfig,
+    /// Two-class filters: the false-positive rate they are operated at. The monitor watches
+    /// the validation detection rate under attack at this rate, and the end of training
+    /// measures evasion at it; the threshold is always chosen on benign validation texts.
+    #[serde(default = "default_fpr")]
+    pub fpr: f64,
+}
+
+fn default_fpr() -> f64 {
+    crate::text::evasion::DEFAULT_FPR
 }
 
 fn constant() -> Schedule {
@@ -162,6 +171,12 @@ impl TextTrainConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config(format!("lr must be > 0, got {}", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.fpr) {
+            return Err(Error::config(format!(
+                "the false-positive rate must be in [0, 1), got {}",
+                self.fpr
+            )));
         }
         self.schedule.validate()?;
         self.monitor.validate()

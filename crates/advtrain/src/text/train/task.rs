@@ -20,6 +20,8 @@ use super::{TextMethod, TextTrainConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::rng::{self, AdvRng};
+use crate::text::attack::TextAttackConfig;
+use crate::text::evasion::{choose_threshold, EvasionRun, EvasionTarget, DEFAULT_CHUNK};
 use crate::text::model::{batch_tensors, TextModel, TextNet};
 use crate::text::{TextDataset, Token};
 use crate::threat::ThreatModel;
@@ -169,6 +171,51 @@ impl<'a> TextTask<'a> {
 
     /// Accuracy under the run's attack on the first validation texts (adversarial training
     /// only: the other methods have no attack to watch).
+    /// A two-class filter's health: the validation detection rate under the run's attack
+    /// at the run's false-positive rate, the threshold chosen on the watched texts' benign
+    /// half (the filter's operating point, as it would be deployed).
+    fn detection_under_attack(
+        &self,
+        model: &TextModel,
+        watched: &TextDataset,
+        attack: &TextAttackConfig,
+        clean: f64,
+        rng: &mut AdvRng,
+    ) -> Result<Option<HealthCheck>> {
+        let counts = watched.class_counts();
+        if counts.contains(&0) {
+            return Ok(None); // a class missing among the watched texts: nothing to measure
+        }
+        let target = EvasionTarget::WhiteBox(model);
+        let threshold = choose_threshold(target, watched, 1, self.config.fpr)?;
+        let run = EvasionRun {
+            target,
+            target_name: "model".to_string(),
+            positive: 1,
+            threshold,
+            chunk: DEFAULT_CHUNK,
+            seed: rng.next_u64(),
+        };
+        let (record, _) = run.evaluate(watched, Some(attack), Vec::new(), &mut |_| Ok(()))?;
+        Ok(Some(HealthCheck {
+            batch: None,
+            n: record.malicious,
+            clean_accuracy: clean,
+            fgsm_accuracy: None,
+            pgd_accuracy: record.tpr_attacked.value,
+            pgd_steps: attack.budget(),
+            pgd_attack: attack.name().to_string(),
+            fgsm_pgd_gap: None,
+            grad_alignment: None,
+            attack_label: Some(format!(
+                "{} (budget {}) detection rate at {}% FPR",
+                attack.name(),
+                attack.budget(),
+                100.0 * self.config.fpr
+            )),
+        }))
+    }
+
     fn attacked_accuracy(
         &self,
         net: &TextNet,
@@ -185,12 +232,12 @@ impl<'a> TextTask<'a> {
             .max_examples
             .unwrap_or(val.len())
             .min(val.len());
-        let results = attack.run(
-            &self.text_model(net),
-            &val.texts[..n],
-            &val.labels[..n],
-            rng.next_u64(),
-        )?;
+        let model = self.text_model(net);
+        let watched = val.take(n);
+        if watched.num_classes() == 2 {
+            return self.detection_under_attack(&model, &watched, attack, clean, rng);
+        }
+        let results = attack.run(&model, &watched.texts, &watched.labels, rng.next_u64())?;
         let robust = results.iter().filter(|r| r.robust()).count();
         Ok(Some(HealthCheck {
             batch: None,
