@@ -52,6 +52,15 @@ pub enum Error {
     /// Training produced a non-finite loss.
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// A filter reached through `--target-cmd` or `--target-url` failed: it could not be
+    /// started, crashed, hung past its timeout, or answered something that is not a reply.
+    #[error("filter ({target}): {message}")]
+    Target {
+        /// The command or URL, as the user gave it.
+        target: String,
+        /// What went wrong, naming the id of the text it went wrong on.
+        message: String,
+    },
     /// A training checkpoint is missing, corrupt or does not fit the run.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
