@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use advtrain::data::Dataset;
 use advtrain::progress::Progress;
 use advtrain::run::{files, RunConfig, RunDir};
+use advtrain::text::data::KNOWN_DATASETS;
 use advtrain::text::eval::TextEvalRecord;
+use advtrain::text::evasion::EvasionRecord;
 use advtrain::train::Checkpoint;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
@@ -175,7 +177,7 @@ pub fn note_resume(
 pub fn print_text_record(r: &TextEvalRecord) {
     if r.attack == "none" {
         println!(
-            "clean accuracy:   {:.2}% on {} texts",
+            "clean accuracy:   {:.2}% on {} texts (the most probable class)",
             100.0 * r.clean_accuracy,
             r.examples
         );
@@ -192,6 +194,83 @@ pub fn print_text_record(r: &TextEvalRecord) {
             r.seconds
         );
     }
+}
+
+/// One evasion record in one line: the detection rate at the operating point, clean or
+/// under the attack, with what the attack cost.
+pub fn print_evasion_record(r: &EvasionRecord) {
+    let t = &r.threshold;
+    println!(
+        "detection at {:.1}% FPR: TPR {} of {} {} texts; test FPR {} of {} benign; ROC AUC {:.4}, PR AUC {:.4}; accuracy at the threshold {}",
+        100.0 * t.target_fpr,
+        r.tpr_clean.display(),
+        r.malicious,
+        r.positive_class,
+        r.test_fpr.display(),
+        r.benign,
+        r.roc_clean.auc,
+        r.pr_clean.auc,
+        r.accuracy_clean.display(),
+    );
+    println!(
+        "threshold:        {} ({} benign validation texts, FPR {:.2}% there{})",
+        t.threshold,
+        t.val_benign,
+        100.0 * t.val_fpr,
+        if t.hard_label {
+            "; labels only, so the threshold is the filter's own"
+        } else {
+            ""
+        }
+    );
+    print_evasion_attack(r);
+}
+
+/// The attack's line of an evasion record (nothing for a clean one).
+pub fn print_evasion_attack(r: &EvasionRecord) {
+    if r.attack != "none" {
+        let cost = if r.attack_success_rate.value > 0.0 {
+            format!(
+                "{:.2} edits and {:.0} queries per success",
+                r.mean_edits, r.mean_queries_per_success
+            )
+        } else {
+            "no successes".to_string()
+        };
+        println!(
+            "{} (budget {}): TPR {}, evaded {} of the detected, {cost} (ROC AUC {:.4}, PR AUC {:.4}), {:.1} s",
+            r.attack,
+            r.budget,
+            r.tpr_attacked.display(),
+            r.attack_success_rate.display(),
+            r.roc_attacked.auc,
+            r.pr_attacked.auc,
+            r.seconds
+        );
+    }
+}
+
+/// Where `scripts/fetch_text_data.sh` puts the named text data sets.
+pub const DEFAULT_TEXT_DIR: &str = "data/text";
+
+/// The text data set's name and where it lives: a named data set (under `data`, default
+/// `data/text`), or `file` for `--data FILE.csv|FILE.jsonl`.
+pub fn text_data_source(dataset: Option<&str>, data: Option<PathBuf>) -> Result<(String, PathBuf)> {
+    Ok(match (dataset, data) {
+        (Some(name), dir) if KNOWN_DATASETS.contains(&name) => (
+            name.to_string(),
+            dir.unwrap_or_else(|| PathBuf::from(DEFAULT_TEXT_DIR)),
+        ),
+        (None | Some("file"), Some(file)) => ("file".to_string(), file),
+        (Some(other), _) => bail!(
+            "unknown text data set '{other}': expected {} (or --data FILE.csv|FILE.jsonl with --task text)",
+            KNOWN_DATASETS.join(", ")
+        ),
+        (None, None) => bail!(
+            "text needs --dataset ({}) or --data FILE (CSV or JSONL of text,label)",
+            KNOWN_DATASETS.join(", ")
+        ),
+    })
 }
 
 /// Whether the test data read (all of it, whatever `--limit` took) is the run's own: its

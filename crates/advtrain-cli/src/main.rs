@@ -16,8 +16,8 @@ use clap::Parser;
 
 use args::{Cli, Command, TrainArgs};
 use commands::{
-    attack_image, attack_text, audit, bench, eval_image, eval_text, export, report, train_image,
-    train_text,
+    attack_image, attack_text, audit, bench, eval_filter, eval_image, eval_text, export, report,
+    train_image, train_text,
 };
 
 /// mimalloc instead of the system allocator: the training and attack loops allocate and
@@ -55,8 +55,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train(&a),
         Command::Eval(a) if a.model.is_some() => eval_image::run_import(&a),
+        Command::Eval(a) if a.filter.has_target() => eval_filter::run(&a),
         Command::Eval(a) if a.audit => audit::run(&a),
         Command::Eval(a) => {
+            a.check_run_flags()?;
             let dir = RunDir::open_for_writing(a.run_dir()?, "eval")?;
             match dir.task() {
                 Task::Image => eval_image::run(&a, dir),

@@ -22,8 +22,11 @@ pub struct AttackFlags {
     /// Image runs (default pgd): fgsm (fgm for l2), pgd, apgd-ce, apgd-dlr, apgd-t, fab,
     /// fab-t, square (black-box, linf and l2), autoattack (the reference ensemble, each
     /// member on the points still robust; see --version) or autoattack-fast (a cheaper
-    /// screen). Text runs (default deepwordbug): deepwordbug, lookalike (homoglyph and
-    /// zero-width edits only), hotflip, or none (clean accuracy only).
+    /// screen). Text runs (default deepwordbug): deepwordbug (character edits), lookalike
+    /// (homoglyph and zero-width edits only), obfuscation (spaced-out letters, separators,
+    /// case mixing, full leetspeak, Unicode tag and bidi characters, word splits and
+    /// joins), synonym (WordNet synonyms; needs wordnet-base), encoding (base64, rot13 or hex
+    /// with a "decode this" preamble, one edit), hotflip (white-box), or none (clean only).
     #[arg(long)]
     pub attack: Option<String>,
     /// Radius (default: the run's training eps).
@@ -48,7 +51,8 @@ pub struct AttackFlags {
     /// Targeted PGD: random, least-likely, or a class index.
     #[arg(long)]
     pub target: Option<String>,
-    /// Square: query budget per example (default 5000).
+    /// Square: query budget per example (default 5000). Text runs and filters: the most
+    /// filter queries a word-search attack may spend on one text (default: no limit).
     #[arg(long)]
     pub queries: Option<usize>,
     /// APGD-T and FAB-T: number of target classes (default 9).
@@ -112,7 +116,6 @@ impl AttackFlags {
             ("--step-size", self.step_size.is_some()),
             ("--loss", self.loss.is_some()),
             ("--target", self.target.is_some()),
-            ("--queries", self.queries.is_some()),
             ("--targets", self.targets.is_some()),
             ("--version", self.version.is_some()),
             ("--eot", self.eot.is_some()),
@@ -130,10 +133,21 @@ impl AttackFlags {
             );
         }
         let budget = self.budget.unwrap_or(DEFAULT_TEXT_BUDGET);
-        match self.attack.as_deref().unwrap_or("deepwordbug") {
-            "none" | "clean" => Ok(None),
-            name => Ok(Some(TextAttackConfig::from_name(name, budget)?)),
-        }
+        let attack = match self.attack.as_deref().unwrap_or("deepwordbug") {
+            "none" | "clean" => return Ok(None),
+            name => TextAttackConfig::from_name(name, budget)?,
+        };
+        Ok(Some(match self.queries {
+            Some(0) => bail!("--queries must be at least 1 (leave it out for no limit)"),
+            Some(q) => match attack {
+                TextAttackConfig::DeepWordBug { .. } => attack.with_max_queries(q),
+                other => bail!(
+                    "--queries bounds the word-search attacks (deepwordbug, lookalike, obfuscation, synonym), not {}",
+                    other.name()
+                ),
+            },
+            None => attack,
+        }))
     }
 
     /// The threat model: `--norm` and `--eps` over the run's training ones.
@@ -161,7 +175,7 @@ impl AttackFlags {
 
 /// `advtrain eval`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["run", "model"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["run", "model", "target_cmd", "target_url"])))]
 pub struct EvalArgs {
     /// Run directory written by `advtrain train` (or by an earlier `eval --model`). With
     /// --audit, repeat it to audit several runs one after the other (then compare them with
@@ -172,18 +186,23 @@ pub struct EvalArgs {
     /// directory is made for it, see --out; needs --eps).
     #[arg(long, value_name = "FILE.onnx")]
     pub model: Option<PathBuf>,
-    /// With --model: the run directory to write (default runs/<file name>); evaluating the
-    /// same file again adds to it.
-    #[arg(long, requires = "model")]
+    /// With --model, --target-cmd or --target-url: the directory to write (default
+    /// runs/<file name> for a model); evaluating the same model or filter again adds to it,
+    /// and an interrupted filter evaluation continues from what it streamed there.
+    #[arg(long)]
     pub out: Option<PathBuf>,
     /// With --model: the data set: fashion-mnist (default), mnist, cifar10, npy (--data
     /// DIR with test.npz or x_test.npy + y_test.npy) or image-folder (--data DIR with one
     /// sub-directory of images per class, resized and centre-cropped to the model's input).
-    #[arg(long, requires = "model")]
+    /// With --target-cmd/--target-url: spam-assassin, prompt-injection, or file (--data
+    /// FILE.csv|FILE.jsonl of text,label rows).
+    #[arg(long)]
     pub dataset: Option<String>,
     /// With --model: overwrite a run directory that holds something else.
     #[arg(long, requires = "model")]
     pub force: bool,
+    #[command(flatten)]
+    pub filter: FilterFlags,
     #[command(flatten)]
     pub input: ModelInputFlags,
     #[command(flatten)]
@@ -233,7 +252,63 @@ pub struct EvalArgs {
     pub common: Common,
 }
 
+/// Text filters: the operating point, and a filter advtrain did not train as the target.
+#[derive(Args, Clone, Debug, Default)]
+pub struct FilterFlags {
+    /// Text runs and filters with two classes: the false-positive rate the filter is
+    /// evaluated at; the threshold is chosen on the benign validation texts (default 0.01).
+    #[arg(long)]
+    pub fpr: Option<f64>,
+    /// Attack a filter run as a process: COMMAND (run with sh -c) reads JSON lines
+    /// {"id":..,"text":..} on stdin and answers each with {"id":..,"scores":[..]},
+    /// {"id":..,"score":p} or {"id":..,"label":k} on stdout (docs/text-targets.md).
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["run", "model", "target_url"])]
+    pub target_cmd: Option<String>,
+    /// Attack a filter behind HTTP: POST a JSON array of {"id","text"} objects, answered
+    /// by a JSON array of answers as for --target-cmd.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["run", "model"])]
+    pub target_url: Option<String>,
+    /// Seconds a filter may take per call before it is restarted (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub target_timeout: Option<f64>,
+    /// Texts per call to the filter (default 32).
+    #[arg(long, value_name = "N")]
+    pub target_batch: Option<usize>,
+    /// Restarts (re-sends) of a failed call before giving up (default 2).
+    #[arg(long, value_name = "N")]
+    pub target_retries: Option<usize>,
+    /// Malicious texts attacked per chunk, each chunk streamed to the output directory as
+    /// soon as it is done (default 32 for a run's model, 8 for a filter).
+    #[arg(long, value_name = "N")]
+    pub chunk: Option<usize>,
+}
+
+impl FilterFlags {
+    /// `--fpr`, checked, or the default.
+    pub fn fpr(&self) -> Result<f64> {
+        let fpr = self.fpr.unwrap_or(advtrain::text::evasion::DEFAULT_FPR);
+        if !(0.0..1.0).contains(&fpr) {
+            bail!("--fpr must be in [0, 1), got {fpr}");
+        }
+        Ok(fpr)
+    }
+
+    /// Whether a filter advtrain did not train is the target.
+    pub fn has_target(&self) -> bool {
+        self.target_cmd.is_some() || self.target_url.is_some()
+    }
+}
+
 impl EvalArgs {
+    /// Refuses the flags that make no sense with `--run` (they describe what to evaluate
+    /// without a run).
+    pub fn check_run_flags(&self) -> Result<()> {
+        if !self.run.is_empty() && (self.out.is_some() || self.dataset.is_some()) {
+            bail!("--out and --dataset apply to --model, --target-cmd and --target-url; a run has its own");
+        }
+        Ok(())
+    }
+
     /// The run directory `--run` names (given unless `--model` is).
     pub fn run_dir(&self) -> Result<&std::path::Path> {
         match &self.run[..] {

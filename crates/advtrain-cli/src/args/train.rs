@@ -25,7 +25,8 @@ pub struct TrainFlags {
     /// /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Model: small-cnn, madry-cnn, mlp, preact-resnet18 (or your own: see --init).
+    /// Model: small-cnn, madry-cnn, mlp, preact-resnet18 (or your own: see --init); for text
+    /// data sets ngram-bag (default), char-cnn or transformer.
     #[arg(long)]
     pub model: Option<String>,
     /// Method: standard, pgd-at, mixed, fgsm-rs, trades, free, mart.
@@ -153,6 +154,10 @@ pub struct TrainFlags {
     /// deepwordbug; "none" to skip).
     #[arg(long)]
     pub eval_attacks: Option<String>,
+    /// Text, two classes: the false-positive rate the end-of-training evasion evaluation
+    /// sets the threshold at, on the benign validation texts (default 0.01).
+    #[arg(long)]
+    pub fpr: Option<f64>,
 }
 
 /// `--seed`: a `u64` that fits TOML's signed 64-bit integers, or the run's `config.toml`
@@ -249,7 +254,8 @@ impl TrainFlags {
             budget,
             adv_fraction,
             canonicalize,
-            eval_attacks
+            eval_attacks,
+            fpr
         )
     }
 }

@@ -15,7 +15,10 @@ use crate::terminal::escape_controls;
 /// Attacks the test texts `args` select on the text run `dir` and writes the pairs.
 pub fn run(args: &AttackArgs, dir: RunDir) -> Result<()> {
     let Some(attack) = args.spec.text_attack()? else {
-        bail!("--attack none attacks nothing: choose deepwordbug, lookalike or hotflip");
+        bail!(
+            "--attack none attacks nothing: choose one of {}",
+            advtrain::text::attack::TEXT_ATTACK_NAMES.join(", ")
+        );
     };
     let device = args.common.setup()?;
     let (run, config) = TextRun::open(dir.path())?;

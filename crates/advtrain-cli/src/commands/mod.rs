@@ -7,6 +7,7 @@ pub mod attack_image;
 pub mod attack_text;
 pub mod audit;
 pub mod bench;
+pub mod eval_filter;
 pub mod eval_image;
 pub mod eval_text;
 pub mod export;

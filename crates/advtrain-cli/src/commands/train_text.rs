@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use advtrain::progress::Progress;
 use advtrain::run::{RunDir, Task};
 use advtrain::text::canon::Canonicalizer;
-use advtrain::text::data::KNOWN_DATASETS;
 use advtrain::text::model::{TextModelConfig, TextModelKind};
 use advtrain::text::run::{load_text_data, TextRun, TextRunConfig, TextSplits};
 use advtrain::text::train::{
@@ -22,9 +21,6 @@ use crate::args::{TrainArgs, TrainFlags, DEFAULT_TEXT_BUDGET};
 use crate::common;
 use crate::progress::Bars;
 
-/// Where `scripts/fetch_text_data.sh` puts the named data sets.
-const DEFAULT_TEXT_DIR: &str = "data/text";
-
 /// An f32 flag as the f64 it was typed as (0.1f32 widened would read 0.10000000149).
 fn widen(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
@@ -34,12 +30,16 @@ fn widen(v: f32) -> f64 {
 pub fn run(args: &TrainArgs, s: &TrainFlags) -> Result<()> {
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
-    let (dataset, data_path) = data_source(s)?;
+    let (dataset, data_path) = common::text_data_source(s.dataset.as_deref(), s.data.clone())?;
     let seed = s.seed.unwrap_or(0);
     let kind: TextModelKind = s.model.as_deref().unwrap_or("ngram-bag").parse()?;
     let budget = s.budget.unwrap_or(DEFAULT_TEXT_BUDGET);
     let method = resolve_method(s, budget)?;
     let (all_train, test) = load_text_data(&dataset, &data_path, seed, s.limit)?;
+    let fpr = s.fpr.unwrap_or(advtrain::text::evasion::DEFAULT_FPR);
+    if !(0.0..1.0).contains(&fpr) {
+        bail!("--fpr must be in [0, 1), got {fpr}");
+    }
     let train = TextTrainConfig {
         model: TextModelConfig::new(kind, all_train.num_classes()),
         method,
@@ -53,10 +53,12 @@ pub fn run(args: &TrainArgs, s: &TrainFlags) -> Result<()> {
         lr: s.lr.unwrap_or(match kind {
             TextModelKind::NgramBag => 0.01,
             TextModelKind::CharCnn => 0.003,
+            TextModelKind::Transformer => 0.001,
         }),
         seed,
         schedule: Schedule::Constant,
         monitor: text_monitor(),
+        fpr,
     };
     train.validate()?;
     let eval_attacks = parse_attacks(s.eval_attacks.as_deref().unwrap_or("deepwordbug"), budget)?;
@@ -178,28 +180,15 @@ fn train_and_evaluate(
     for record in &fin.attacked {
         common::print_text_record(record);
     }
+    for (k, record) in fin.evasion.iter().enumerate() {
+        if k == 0 {
+            common::print_evasion_record(record);
+        } else {
+            common::print_evasion_attack(record);
+        }
+    }
     common::print_report(advtrain::report::refresh_run(run.path(), device));
     Ok(())
-}
-
-/// The data set's name and where it lives: a named text data set (under `--data`, default
-/// `data/text`), or `file` for `--data FILE.csv|FILE.jsonl`.
-fn data_source(s: &TrainFlags) -> Result<(String, PathBuf)> {
-    Ok(match (s.dataset.as_deref(), s.data.clone()) {
-        (Some(name), dir) if KNOWN_DATASETS.contains(&name) => (
-            name.to_string(),
-            dir.unwrap_or_else(|| PathBuf::from(DEFAULT_TEXT_DIR)),
-        ),
-        (None | Some("file"), Some(file)) => ("file".to_string(), file),
-        (Some(other), _) => bail!(
-            "unknown text data set '{other}': expected {} (or --data FILE.csv|FILE.jsonl with --task text)",
-            KNOWN_DATASETS.join(", ")
-        ),
-        (None, None) => bail!(
-            "text training needs --dataset ({}) or --data FILE (CSV or JSONL of text,label)",
-            KNOWN_DATASETS.join(", ")
-        ),
-    })
 }
 
 /// The training method with the settings' overrides of its defaults.

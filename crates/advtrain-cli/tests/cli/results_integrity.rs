@@ -314,14 +314,21 @@ fn a_text_subset_evaluation_never_replaces_the_full_one() {
             .arg("--out")
             .arg(&run),
     );
-    // The default text attack, DeepWordBug at budget 5, ran on the full test set at the end.
-    let files = ["eval-deepwordbug-b5.json", "examples-deepwordbug-b5.jsonl"];
+    // The default text attack, DeepWordBug at budget 5, ran on the full test set at the end
+    // (a two-class filter: evasion at the default 1% FPR).
+    let files = [
+        "evasion-deepwordbug-b5-fpr0.01.json",
+        "evasion-deepwordbug-b5-fpr0.01.jsonl",
+    ];
     let full: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(run.join(f)).unwrap())
         .collect();
     let out = run_ok(&mut eval(&run, &["--limit", "5"]));
-    assert!(out.contains("eval-deepwordbug-b5-n5.json"), "{out}");
+    assert!(
+        out.contains("evasion-deepwordbug-b5-fpr0.01-n5.json"),
+        "{out}"
+    );
     for (f, bytes) in files.iter().zip(&full) {
         assert_eq!(
             &std::fs::read(run.join(f)).unwrap(),
@@ -335,7 +342,7 @@ fn a_text_subset_evaluation_never_replaces_the_full_one() {
     let other = root.join("other.csv");
     write_csv(&other, 130);
     let out = run_ok(&mut eval(&run, &["--data", other.to_str().unwrap()]));
-    assert!(out.contains("eval-deepwordbug-b5-data"), "{out}");
+    assert!(out.contains("evasion-deepwordbug-b5-fpr0.01-data"), "{out}");
     for (f, bytes) in files.iter().zip(&full) {
         assert_eq!(
             &std::fs::read(run.join(f)).unwrap(),

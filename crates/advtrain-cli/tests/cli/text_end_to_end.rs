@@ -55,15 +55,18 @@ fn text_train_eval_attack_report() {
             .arg(&run),
     );
     assert!(out.contains("clean accuracy"), "{out}");
-    assert!(out.contains("deepwordbug (budget 2)"), "{out}");
+    // Two classes: evaluated for evasion at the default 1% FPR.
+    assert!(out.contains("detection at 1.0% FPR"), "{out}");
+    assert!(out.contains("deepwordbug (budget 2): TPR"), "{out}");
     for f in [
         "config.toml",
         "model.safetensors",
         "metrics.jsonl",
         "summary.json",
         "eval-clean.json",
-        "eval-deepwordbug-b2.json",
-        "examples-deepwordbug-b2.jsonl",
+        "evasion-clean-fpr0.01.json",
+        "evasion-deepwordbug-b2-fpr0.01.json",
+        "evasion-deepwordbug-b2-fpr0.01.jsonl",
         "report.html",
     ] {
         assert!(run.join(f).exists(), "{f} missing");
@@ -82,12 +85,21 @@ fn text_train_eval_attack_report() {
             .arg("--run")
             .arg(&run),
     );
-    assert!(out.contains("hotflip (budget 2)"), "{out}");
-    let rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("eval-hotflip-b2.json")).unwrap())
-            .unwrap();
+    assert!(out.contains("hotflip (budget 2): TPR"), "{out}");
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("evasion-hotflip-b2-fpr0.01.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(rec["budget"], 2);
-    assert!(rec["robust_accuracy"].as_f64().unwrap() <= rec["clean_accuracy"].as_f64().unwrap());
+    let tpr = |k: &str| rec[k]["value"].as_f64().unwrap();
+    assert!(tpr("tpr_attacked") <= tpr("tpr_clean"));
+    assert!(rec["threshold"]["val_fpr"].as_f64().unwrap() <= 0.01);
+    // Only the malicious texts were attacked.
+    let examples = std::fs::read_to_string(run.join("evasion-hotflip-b2-fpr0.01.jsonl")).unwrap();
+    for line in examples.lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["result"]["label"], 1, "{line}");
+    }
 
     let adv = root.join("adv");
     let out = run_ok(
@@ -118,9 +130,10 @@ fn text_train_eval_attack_report() {
     assert!(html.contains("<table>"));
 
     let report = std::fs::read_to_string(run.join("report.html")).unwrap();
-    assert!(report.contains("Accuracy under attack"));
+    assert!(report.contains("Detection at a fixed false-positive rate"));
     assert!(report.contains("hotflip (budget 2)"));
     assert!(report.contains("deepwordbug (budget 2)"));
+    assert!(report.contains("<polyline"), "ROC and PR curves are drawn");
 }
 
 #[test]
@@ -342,4 +355,63 @@ fn flags_of_the_other_modality_are_refused() {
     );
     assert!(out.contains("deepwordbug (budget 1)"), "{out}");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The toy filter of the library's tests: a text containing "winner" is spam.
+fn keyword_filter(mode: &str) -> String {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../advtrain/tests/fixtures/filters/keyword.sh");
+    format!("sh {} {mode}", script.display())
+}
+
+#[test]
+fn a_filter_behind_a_command_is_evaded_and_its_failures_are_named() {
+    let root = scratch("text-filter");
+    std::fs::create_dir_all(&root).unwrap();
+    let csv = root.join("mail.csv");
+    write_csv(&csv, 120);
+    let out = root.join("filter");
+    let eval = |mode: &str, out: &Path| {
+        let mut c = bin();
+        c.args([
+            "eval",
+            "--attack",
+            "deepwordbug",
+            "--budget",
+            "2",
+            "--fpr",
+            "0.1",
+        ])
+        .arg("--target-cmd")
+        .arg(keyword_filter(mode))
+        .arg("--data")
+        .arg(&csv)
+        .arg("--out")
+        .arg(out);
+        c
+    };
+    let printed = run_ok(&mut eval("scores", &out));
+    assert!(printed.contains("detection at 10.0% FPR"), "{printed}");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("evasion-deepwordbug-b2-fpr0.1.json")).unwrap(),
+    )
+    .unwrap();
+    // Only a quarter of the spam says "winner" (the other triggers pass the filter anyway);
+    // every detected one is evaded by two edits, in a bounded number of queries.
+    assert_eq!(record["tpr_clean"]["value"], 0.25, "{record}");
+    assert_eq!(record["tpr_attacked"]["value"], 0.0, "{record}");
+    let q = record["mean_queries_per_success"].as_f64().unwrap();
+    assert!(q > 0.0 && q < 100.0, "{record}");
+    let target: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("target.json")).unwrap()).unwrap();
+    assert!(
+        target["target"].as_str().unwrap().contains("keyword.sh"),
+        "{target}"
+    );
+    // A filter that dies mid-run, with no retries (a retry's fresh process would count its
+    // requests from 1 again and get through): the error names it and the text.
+    let err = run_err(eval("exit 30", &root.join("dies")).args(["--target-retries", "0"]));
+    assert!(err.contains("exited"), "{err}");
+    assert!(err.contains("giving up at request 30"), "{err}");
+    assert!(err.contains("text q"), "{err}");
 }
