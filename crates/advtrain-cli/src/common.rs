@@ -213,9 +213,14 @@ pub fn print_evasion_record(r: &EvasionRecord) {
         r.accuracy_clean.display(),
     );
     println!(
-        "threshold:        {} ({} benign validation texts, FPR {:.2}% there{})",
+        "threshold:        {} ({} benign texts of {}, FPR {:.2}% there{})",
         t.threshold,
         t.val_benign,
+        if t.chosen_on.is_empty() {
+            "the validation split"
+        } else {
+            &t.chosen_on
+        },
         100.0 * t.val_fpr,
         if t.hard_label {
             "; labels only, so the threshold is the filter's own"

@@ -256,7 +256,7 @@ pub struct EvalArgs {
 #[derive(Args, Clone, Debug, Default)]
 pub struct FilterFlags {
     /// Text runs and filters with two classes: the false-positive rate the filter is
-    /// evaluated at; the threshold is chosen on the benign validation texts (default 0.01).
+    /// evaluated at; the threshold is chosen on benign texts held out of the test (default 0.01).
     #[arg(long)]
     pub fpr: Option<f64>,
     /// Attack a filter run as a process: COMMAND (run with sh -c) reads JSON lines

@@ -155,7 +155,7 @@ pub struct TrainFlags {
     #[arg(long)]
     pub eval_attacks: Option<String>,
     /// Text, two classes: the false-positive rate the end-of-training evasion evaluation
-    /// sets the threshold at, on the benign validation texts (default 0.01).
+    /// sets the threshold at, on benign texts held out of the test (default 0.01).
     #[arg(long)]
     pub fpr: Option<f64>,
 }

@@ -70,8 +70,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         },
     )?;
     let black_box = EvasionTarget::BlackBox(target.as_ref());
-    let threshold = choose_threshold(black_box, &splits.val, 1, fpr)
-        .context("choosing the threshold on the benign validation texts")?;
+    let threshold = choose_threshold(black_box, &splits.calibration, 1, fpr)
+        .context("choosing the threshold on the benign calibration texts")?;
     let evasion = EvasionRun {
         target: black_box,
         target_name: name,

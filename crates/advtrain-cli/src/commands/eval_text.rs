@@ -1,5 +1,6 @@
 //! `advtrain eval` on a text run. A two-class filter is evaluated for evasion: its malicious
-//! test texts attacked, detection rate at `--fpr` on the benign validation texts; a data set
+//! test texts attacked, detection rate at the threshold chosen at `--fpr`
+//! on the benign calibration texts ([`TextSplits::calibration`]); a data set
 //! of more classes gets accuracy under attack over all texts. Either is recorded beside the
 //! others and printed.
 
@@ -63,8 +64,8 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     Ok(())
 }
 
-/// Evasion of the run's filter: the threshold at `--fpr` on the validation split's benign
-/// texts, the malicious test texts attacked chunk by chunk, each chunk streamed to the run.
+/// Evasion of the run's filter: the threshold at `--fpr` on the benign calibration texts,
+/// the malicious test texts attacked chunk by chunk, each chunk streamed to the run.
 fn evasion(
     args: &EvalArgs,
     run: &TextRun,
@@ -82,7 +83,7 @@ fn evasion(
         None => splits.test.clone(),
     };
     let model = run.load_model(config, device)?;
-    let mut evasion = run.evasion_run(&model, &splits.val, fpr, args.seed)?;
+    let mut evasion = run.evasion_run(&model, &splits.calibration, fpr, args.seed)?;
     if let Some(chunk) = args.filter.chunk {
         evasion.chunk = chunk;
     }

@@ -40,8 +40,10 @@ pub fn render_detection(h: &mut String, rows: &[DetectionRow<'_>]) {
     h.push_str("<h2>Detection at a fixed false-positive rate (evasion)</h2>\n");
     h.push_str(
         "<p class=\"small\">Threat model: evasion. Only malicious test texts are attacked; \
-         benign texts are never modified. The threshold is chosen on benign <em>validation</em> \
-         texts to give the target false-positive rate, before any test text is seen. TPR: \
+         benign texts are never modified. The threshold is chosen on benign texts no tested text \
+         is among (the validation split; for prompt-injection, whose training negatives are \
+         synthetic, half of the test corpus's benign rows, held out of the test) to give the \
+         target false-positive rate. TPR: \
          malicious test texts detected (score ≥ threshold), with its 95% interval. Evaded: of \
          the malicious texts detected clean, the share the attack got below the threshold. \
          Accuracy at the threshold (benign as they are, malicious attacked) is the secondary \

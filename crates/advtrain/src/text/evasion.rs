@@ -41,8 +41,12 @@ pub struct DetectionThreshold {
     pub target_fpr: f64,
     /// A text is detected when its malicious-class score is at least this.
     pub threshold: f32,
-    /// Benign validation texts it was chosen on.
+    /// Benign texts it was chosen on.
     pub val_benign: usize,
+    /// Which texts those were (the name of the set: `spam-assassin validation`,
+    /// `prompt-injection calibration`); empty in records written before it was recorded.
+    #[serde(default)]
+    pub chosen_on: String,
     /// The false-positive rate it gives on them (at most the target for scoring filters).
     pub val_fpr: f64,
     /// The filter answered with labels only: the threshold is its own decision (0.5 on the
@@ -99,7 +103,8 @@ impl EvasionTarget<'_> {
     }
 }
 
-/// Chooses the threshold at `target_fpr` on the benign texts of `val` (never on test texts).
+/// Chooses the threshold at `target_fpr` on the benign texts of `val` (never on test texts:
+/// validation texts, or calibration texts held out of the test corpus).
 /// `positive` is the malicious class.
 pub fn choose_threshold(
     target: EvasionTarget<'_>,
@@ -126,6 +131,7 @@ pub fn choose_threshold(
         target_fpr,
         threshold,
         val_benign: scores.len(),
+        chosen_on: val.name.clone(),
         val_fpr: rate_at(&scores, threshold),
         hard_label,
     })

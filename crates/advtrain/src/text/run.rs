@@ -145,17 +145,39 @@ pub struct TextSplits {
     pub val: TextDataset,
     /// The test texts.
     pub test: TextDataset,
+    /// The texts whose benign ones choose the operating threshold: the validation texts,
+    /// or, for a data set of [`data::CALIBRATES_ON_TEST`] (synthetic training negatives),
+    /// [`data::CALIBRATION_SHARE`] of the test corpus's benign rows, held out of `test`.
+    pub calibration: TextDataset,
 }
 
 impl TextSplits {
-    /// Holds [`VAL_FRACTION`] of `all_train` out for validation (stratified, by `seed`).
+    /// Holds [`VAL_FRACTION`] of `all_train` out for validation (stratified, by `seed`), and
+    /// the calibration texts out of `test` where the data set calibrates on its test corpus.
     pub fn new(all_train: TextDataset, test: TextDataset, seed: u64) -> Self {
         let (train, val) = data::split_stratified(&all_train, seed, VAL_FRACTION);
+        let (test, calibration) = if data::CALIBRATES_ON_TEST.contains(&all_train.name.as_str()) {
+            let (mut rest, calibration) =
+                data::hold_out_benign(&test, 0, data::CALIBRATION_SHARE, seed);
+            rest.provenance = format!(
+                "{} {} of its benign rows (seed {seed}) are held out to choose the threshold \
+                 on, leaving {} test texts.",
+                rest.provenance,
+                calibration.len(),
+                rest.len()
+            );
+            (rest, calibration)
+        } else {
+            let mut calibration = val.clone();
+            calibration.name = format!("{} validation", val.name);
+            (test, calibration)
+        };
         Self {
             all_train,
             train,
             val,
             test,
+            calibration,
         }
     }
 }
@@ -419,8 +441,8 @@ impl TextRun {
         })
     }
 
-    /// Evasion of the run's model at `config.train.fpr`: the threshold chosen on the validation
-    /// split's benign texts, then clean and each of `config.eval_attacks` on the test texts,
+    /// Evasion of the run's model at `config.train.fpr`: the threshold chosen on the benign
+    /// calibration texts ([`TextSplits::calibration`]), then clean and each of `config.eval_attacks` on the test texts,
     /// each record written as it is measured.
     fn evasion(
         &self,
@@ -430,7 +452,7 @@ impl TextRun {
         progress: &dyn Progress,
     ) -> Result<Vec<EvasionRecord>> {
         let fpr = config.train.fpr;
-        let run = self.evasion_run(model, &data.val, fpr, config.data_seed)?;
+        let run = self.evasion_run(model, &data.calibration, fpr, config.data_seed)?;
         let sha = self.run.model_sha256()?;
         let mut out =
             vec![evaluate_streamed(self.path(), &run, &data.test, None, sha.clone(), "")?.0];
@@ -464,7 +486,7 @@ impl TextRun {
     }
 
     /// The evasion evaluation of this run's `model` at `fpr`, its threshold chosen on the
-    /// benign texts of `val` (class 1 is the malicious class).
+    /// benign texts of `val` (normally [`TextSplits::calibration`]; class 1 is malicious).
     pub fn evasion_run<'m>(
         &self,
         model: &'m TextModel,

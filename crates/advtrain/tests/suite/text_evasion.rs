@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use advtrain::text::attack::TextAttackConfig;
 use advtrain::text::evasion::{choose_threshold, EvasionRun, EvasionTarget, Thresholded};
 use advtrain::text::evasion_files::evaluate_streamed;
+use advtrain::text::run::TextSplits;
 use advtrain::text::{argmax, TextClassifier, TextDataset};
 
 /// Spam score from trigger words, every text it is asked about recorded.
@@ -119,6 +120,30 @@ fn the_threshold_is_chosen_on_benign_validation_texts_only() {
     // The weak word "offer" puts a third of the benign texts above the plain ones: at 5%
     // FPR the threshold must sit above them.
     assert!(t.threshold > Triggers::score("a special offer for the meeting 3"));
+}
+
+#[test]
+fn synthetic_negatives_calibrate_on_held_out_test_benign_texts_never_on_tested_ones() {
+    // prompt-injection trains on synthetic benign prompts: its threshold comes from half of
+    // the test corpus's benign rows, which then leave the test set.
+    let splits = TextSplits::new(data("prompt-injection", 200, 0), data("x", 90, 500), 0);
+    let cal = &splits.calibration;
+    assert!(cal.labels.iter().all(|&l| l == 0), "benign texts only");
+    let test_benign = splits.test.labels.iter().filter(|&&l| l == 0).count();
+    assert_eq!(
+        cal.len() + test_benign,
+        45,
+        "every benign test row is in one part"
+    );
+    assert!(cal.len().abs_diff(test_benign) <= 1, "half each");
+    assert!(cal.texts.iter().all(|t| !splits.test.texts.contains(t)));
+    assert_eq!(splits.test.labels.iter().filter(|&&l| l == 1).count(), 45);
+    let t = choose_threshold(EvasionTarget::BlackBox(&Triggers::new()), cal, 1, 0.05).unwrap();
+    assert_eq!(t.chosen_on, "x calibration");
+    // Any other data set calibrates on its validation split and keeps its whole test set.
+    let splits = TextSplits::new(data("spam", 200, 0), data("x", 90, 500), 0);
+    assert_eq!(splits.calibration.texts, splits.val.texts);
+    assert_eq!(splits.test.len(), 90);
 }
 
 #[test]

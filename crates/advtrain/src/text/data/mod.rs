@@ -40,7 +40,7 @@ pub use mail::{
 };
 pub use prompt_injection::load_prompt_injection;
 pub use spam_assassin::load_spam_assassin;
-pub use split::split_stratified;
+pub use split::{hold_out_benign, split_stratified};
 pub use user_files::{load_labelled_file, parse_labelled_bytes};
 
 /// Class names of the spam data set (index 0 = ham, 1 = spam), fixed so that label indices
@@ -72,6 +72,15 @@ const FETCH_HINT: &str = "run scripts/fetch_text_data.sh";
 const SPLIT_STREAM: u64 = 0x7e47_0001;
 const ORDER_STREAM: u64 = 0x7e47_0002;
 const SYNTH_STREAM: u64 = 0x7e47_0003;
+const CALIBRATION_STREAM: u64 = 0x7e47_0004;
+
+/// Named data sets whose training negatives are SYNTHETIC (prompt-injection), so their
+/// validation benign texts say nothing about the false-positive rate on real benign texts:
+/// their threshold is chosen on [`CALIBRATION_SHARE`] of the test corpus's benign rows,
+/// held out of the test texts ([`hold_out_benign`]).
+pub const CALIBRATES_ON_TEST: [&str; 1] = ["prompt-injection"];
+/// Share of the test corpus's benign rows held out to choose the threshold on.
+pub const CALIBRATION_SHARE: f64 = 0.5;
 
 /// `(train, test)` of a named data set under `dir` (the fetch script's DIR):
 /// `spam-assassin` (20 % test) or `prompt-injection`. The CLI's `--dataset NAME` goes

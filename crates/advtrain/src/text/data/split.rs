@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{ORDER_STREAM, SPLIT_STREAM};
+use super::{CALIBRATION_STREAM, ORDER_STREAM, SPLIT_STREAM};
 use crate::rng::{derived, permutation, AdvRng};
 use crate::text::TextDataset;
 
@@ -60,6 +60,36 @@ pub fn split_stratified(
 
 /// Drop repeated texts, keeping the first; a text seen under two different labels is
 /// dropped altogether (its label is ambiguous).
+/// Moves `round(n * share)` of `test`'s texts of class `benign` (chosen by `seed`, at least
+/// one and at least one left when there are two or more) into a calibration set, returning
+/// `(rest, calibration)`; both keep `test`'s order. The operating threshold of a data set
+/// whose training negatives are synthetic is chosen on the calibration set, so it reflects
+/// the benign texts of the corpus the filter is tested on, yet no tested text chose it.
+pub fn hold_out_benign(
+    test: &TextDataset,
+    benign: usize,
+    share: f64,
+    seed: u64,
+) -> (TextDataset, TextDataset) {
+    let members: Vec<usize> = (0..test.len())
+        .filter(|&i| test.labels[i] == benign)
+        .collect();
+    let n = members.len();
+    let mut take = (n as f64 * share.clamp(0.0, 1.0)).round() as usize;
+    if n >= 2 {
+        take = take.clamp(1, n - 1);
+    }
+    let mut rng = derived(seed, CALIBRATION_STREAM);
+    let mut held = vec![false; test.len()];
+    for k in permutation(&mut rng, n).into_iter().take(take) {
+        held[members[k]] = true;
+    }
+    let (calibration, rest): (Vec<usize>, Vec<usize>) = (0..test.len()).partition(|&i| held[i]);
+    let mut calibration = test.subset(&calibration);
+    calibration.name = format!("{} calibration", test.name);
+    (test.subset(&rest), calibration)
+}
+
 pub(super) fn dedupe_labelled(texts: Vec<String>, labels: Vec<usize>) -> (Vec<String>, Vec<usize>) {
     let mut first_label: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     for (t, &l) in texts.iter().zip(&labels) {
@@ -99,5 +129,25 @@ mod tests {
         let (t, l) = dedupe_labelled(texts, vec![0, 1, 0, 0, 1, 1]);
         assert_eq!(t, ["a", "b"]);
         assert_eq!(l, [0, 1]);
+    }
+
+    #[test]
+    fn held_out_benign_texts_leave_the_test_set_and_malicious_ones_stay() {
+        let texts: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+        let labels = vec![0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0];
+        let ds = TextDataset {
+            name: "x".into(),
+            texts,
+            labels,
+            classes: vec!["benign".into(), "malicious".into()],
+            provenance: String::new(),
+        };
+        let (rest, cal) = hold_out_benign(&ds, 0, 0.5, 3);
+        assert_eq!(cal.len(), 4, "round(7 * 0.5) benign texts held out");
+        assert!(cal.labels.iter().all(|&l| l == 0));
+        assert_eq!(rest.labels.iter().filter(|&&l| l == 1).count(), 4);
+        assert_eq!(rest.len() + cal.len(), ds.len());
+        assert!(cal.texts.iter().all(|t| !rest.texts.contains(t)));
+        assert_eq!(hold_out_benign(&ds, 0, 0.5, 3).1.texts, cal.texts, "seeded");
     }
 }
