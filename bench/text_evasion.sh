@@ -63,6 +63,6 @@ for ds in $DATASETS; do
       done
     done
   done
-  "$BIN" report "${runs[@]}" --out "$OUT/$ds-report.html"
+  "$BIN" report "${runs[@]}" --out "$OUT/$ds-report.html" --force
   python3 bench/evasion_table.py "${runs[@]}"
 done

@@ -130,11 +130,16 @@ impl Canonicalizer {
             s = collapse_separators(&s);
         }
         if self.casefold {
-            s = if s.is_ascii() {
-                s.to_ascii_lowercase()
-            } else {
-                s.chars().flat_map(char::to_lowercase).collect()
-            };
+            s = casefold(&s);
+            if self.confusables && !s.is_ascii() {
+                // Lowercasing can make a character that has a prototype (Warang Citi
+                // U+118A8 lowercases to U+118C8, a look-alike of "o"): map once more, or a
+                // second pass would change the text.
+                let mapped = self.map_confusables(&s);
+                if mapped != s {
+                    s = casefold(&mapped);
+                }
+            }
         }
         s
     }
@@ -303,6 +308,15 @@ fn merge_spaced_runs(chars: &[char]) -> Vec<char> {
     out
 }
 
+/// Lowercase, character by character.
+fn casefold(s: &str) -> String {
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.chars().flat_map(char::to_lowercase).collect()
+    }
+}
+
 /// The ASCII confusable prototype of a non-ASCII character, if it has one.
 fn ascii_prototype(c: char) -> Option<String> {
     if c.is_ascii() {
@@ -452,6 +466,13 @@ mod tests {
             ..Canonicalizer::none()
         };
         assert_eq!(only_case.apply("FrEe \u{0414}"), "free \u{0434}");
+    }
+
+    #[test]
+    fn a_lowercased_lookalike_is_mapped_too() {
+        let c = Canonicalizer::all();
+        let once = c.apply("\u{118A8}");
+        assert_eq!(c.apply(&once), once);
     }
 
     #[test]

@@ -77,6 +77,8 @@ struct Process {
     to_stdin: Option<Sender<Vec<u8>>>,
     from_stdout: Receiver<String>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Signalled when the stderr reader reaches the end of the pipe.
+    stderr_done: Receiver<()>,
 }
 
 impl Process {
@@ -98,7 +100,7 @@ impl Process {
             .map_err(|e| Failure::new(None, format!("cannot start `sh -c {command}`: {e}")))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+        let (stderr, stderr_done) = stderr_tail(child.stderr.take().expect("piped stderr"));
         Ok(Process {
             command: command.to_string(),
             timeout,
@@ -106,7 +108,8 @@ impl Process {
             child,
             to_stdin: Some(writer(stdin)),
             from_stdout: reader(stdout),
-            stderr: stderr_tail(stderr),
+            stderr,
+            stderr_done,
         })
     }
 
@@ -127,7 +130,12 @@ impl Process {
     /// Why the process went quiet: its exit status if it has one, and its last stderr lines.
     fn died(&mut self, id: Option<&str>, what: &str) -> Failure {
         let status = match wait_briefly(&mut self.child) {
-            Some(s) => format!("the filter exited ({s})"),
+            Some(s) => {
+                // The reader thread may not have read its last lines yet: give it a moment
+                // to reach the end of the pipe, so the error quotes what the filter said.
+                let _ = self.stderr_done.recv_timeout(Duration::from_secs(1));
+                format!("the filter exited ({s})")
+            }
             None => "the filter closed its stdout".to_string(),
         };
         Failure::new(id, format!("{what}: {status}{}", self.stderr_lines()))
@@ -264,9 +272,10 @@ fn reader(stdout: std::process::ChildStdout) -> Receiver<String> {
     rx
 }
 
-fn stderr_tail(stderr: std::process::ChildStderr) -> Arc<Mutex<VecDeque<String>>> {
+fn stderr_tail(stderr: std::process::ChildStderr) -> (Arc<Mutex<VecDeque<String>>>, Receiver<()>) {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let keep = Arc::clone(&tail);
+    let (done, stderr_done) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
@@ -276,8 +285,9 @@ fn stderr_tail(stderr: std::process::ChildStderr) -> Arc<Mutex<VecDeque<String>>
             }
             t.push_back(line);
         }
+        let _ = done.send(());
     });
-    tail
+    (tail, stderr_done)
 }
 
 fn cut(line: &str) -> String {
