@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `advtrain bench`: the same four workloads on the same two models.
+"""PyTorch peer of `advtrain bench`: the same four workloads on the same models.
 
-Workloads (random inputs in [0,1], shape 1x28x28, 10 classes, random labels):
+Models: small-cnn and madry-cnn (defined here, as in every CPU comparison so far) and
+preact-resnet18 (scripts/torch_zoo.py, layer for layer advtrain's). `--device cuda` runs on
+the GPU (as `advtrain bench --device cuda`); `--input-shape 3,32,32` for CIFAR-sized inputs.
+
+Workloads (random inputs in [0,1], shape 1x28x28 unless --input-shape, 10 classes, random
+labels):
   forward       clean logits of a batch (eval mode, no grad)
   pgd10         Linf PGD-10, eps 0.1, random start U(-eps,eps), step 2.5*eps/10, sign step,
                 project, clip to [0,1] (torchattacks.PGD if importable, else hand-written)
@@ -33,6 +38,22 @@ CONVENTIONS = (
 WORKLOADS = [("forward", 1.0), ("pgd10", 20.0), ("fgsm-rs-step", 5.0), ("pgd-at-step", 23.0)]
 
 
+def preact_macs(c, h, w, k):
+    """Multiply-adds of scripts/torch_zoo.py's PreActResNet18 (advtrain's bench.rs count)."""
+    out = lambda n, s: (n - 1) // s + 1  # noqa: E731
+    macs = c * 9 * 64 * h * w
+    cin = 64
+    for stage, cout in enumerate([64, 128, 256, 512]):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            h, w = out(h, stride), out(w, stride)
+            macs += cin * 9 * cout * h * w + cout * 9 * cout * h * w
+            if stride != 1 or cin != cout:
+                macs += cin * cout * h * w
+            cin = cout
+    return macs + 512 * k
+
+
 def forward_macs(model, c=1, h=28, w=28, k=10):
     if model == "small-cnn":
         down = lambda n: (n + 2 - 4) // 2 + 1  # noqa: E731
@@ -42,7 +63,9 @@ def forward_macs(model, c=1, h=28, w=28, k=10):
     if model == "madry-cnn":
         return (c * 25 * 32 * h * w + 32 * 25 * 64 * (h // 2) * (w // 2)
                 + 64 * (h // 4) * (w // 4) * 1024 + 1024 * k)
-    raise SystemExit(f"unknown model '{model}': expected small-cnn or madry-cnn")
+    if model == "preact-resnet18":
+        return preact_macs(c, h, w, k)
+    raise SystemExit(f"unknown model '{model}': expected small-cnn, madry-cnn or preact-resnet18")
 
 
 def cpuinfo():
@@ -88,6 +111,8 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--models", default="small-cnn,madry-cnn")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--input-shape", default="1,28,28", help="C,H,W of the random images")
     p.add_argument("--workloads", default="forward,pgd10,fgsm-rs-step,pgd-at-step")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None)
@@ -95,6 +120,11 @@ def main():
     args = p.parse_args()
     if args.batch < 1 or args.reps < 1 or args.warmup < 0:
         raise SystemExit("--batch and --reps must be >= 1, --warmup >= 0")
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+        assert len(shape) == 3 and min(shape) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--input-shape '{args.input_shape}': expected C,H,W, e.g. 3,32,32")
 
     try:
         import torch
@@ -118,8 +148,20 @@ def main():
     threads = args.threads or cores
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if args.device not in ("cpu", "cuda"):
+        raise SystemExit(f"unknown --device '{args.device}': expected cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
+    device = torch.device(args.device)
+    c, h, w = shape
 
     def build(name):
+        if name == "preact-resnet18":
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+            from torch_zoo import build as zoo_build
+            return zoo_build(name, c, h, w, 10)
+        if (c, h, w) != (1, 28, 28):
+            raise SystemExit(f"{name} is defined here for 1x28x28 inputs only")
         if name == "small-cnn":
             return nn.Sequential(
                 nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
@@ -166,10 +208,10 @@ def main():
     results = []
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in models:
-        flops = 2.0 * forward_macs(name)
-        model = build(name)
-        x = torch.rand(args.batch, 1, 28, 28)
-        y = torch.randint(0, 10, (args.batch,))
+        flops = 2.0 * forward_macs(name, c, h, w)
+        model = build(name).to(device)
+        x = torch.rand(args.batch, c, h, w, device=device)
+        y = torch.randint(0, 10, (args.batch,), device=device)
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
         if have_torchattacks:
             import torchattacks
@@ -242,16 +284,18 @@ def main():
             "cpu": (cpuinfo().get("model name") or ["unknown"])[0],
             "cores": cores,
             "threads": threads,
+            "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
         },
         "framework": "pytorch",
         "advtrain_version": None,
         "torch_version": torch.__version__,
         "pgd_implementation": "torchattacks" if have_torchattacks else "hand-written",
         "batch": args.batch,
+        "input": "x".join(str(v) for v in shape),
         "reps": args.reps,
         "warmup": args.warmup,
         "conventions": CONVENTIONS,
-        "peak": peak_estimate(threads),
+        "peak": peak_estimate(threads) if args.device == "cpu" else None,
         "results": results,
     }
     text = json.dumps(report, indent=2)
@@ -262,8 +306,9 @@ def main():
         print(text)
     else:
         pk = report["peak"]
-        print(f"\ntorch {torch.__version__}, PGD: {report['pgd_implementation']}, "
-              f"{threads} threads; peak estimate {pk['gflops']} GFLOP/s ({pk['assumption']})")
+        where = (f"{threads} threads; peak estimate {pk['gflops']} GFLOP/s ({pk['assumption']})"
+                 if pk else f"on {report['machine']['device']}")
+        print(f"\ntorch {torch.__version__}, PGD: {report['pgd_implementation']}, {where}")
         print("conventions: " + CONVENTIONS)
 
 

@@ -18,7 +18,7 @@ data model text text/data text/encode text/canon text/model text/wordnet text/ta
 attack text/edits text/attack
 eval text/eval text/detection text/evasion
 train text/train
-run bench text/run text/evasion_files
+run bench device_check text/run text/evasion_files
 report
 lib
 '

@@ -127,12 +127,70 @@ pub fn forward_macs(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
                 + linear_macs(1024, k)
         }
         ModelKind::Mlp => linear_macs(c * h * w, 256) + linear_macs(256, 256) + linear_macs(256, k),
-        other => {
-            return Err(Error::config(format!(
-                "bench has no FLOP count for model '{other}' (use small-cnn, madry-cnn or mlp)"
-            )))
+        ModelKind::PreactResnet18 => {
+            preact_convs(c, h, w)
+                .iter()
+                .map(|l| conv_macs(l.cin, l.cout, l.k, l.out_h, l.out_w))
+                .sum::<u64>()
+                + linear_macs(512, k)
         }
     })
+}
+
+/// One convolution of [`crate::model::PreActResNet18`]: channels in and out, kernel size and
+/// output size.
+struct ConvLayer {
+    cin: usize,
+    cout: usize,
+    k: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+/// The convolutions of [`crate::model::PreActResNet18`] on a `c × h × w` input, in order:
+/// the 3×3 stem, then per block two 3×3 convolutions (the first strided at the start of
+/// stages 2–4) and a strided 1×1 shortcut where the shape changes.
+fn preact_convs(c: usize, h: usize, w: usize) -> Vec<ConvLayer> {
+    let out = |n: usize, stride: usize| (n - 1) / stride + 1;
+    let mut layers = vec![ConvLayer {
+        cin: c,
+        cout: 64,
+        k: 3,
+        out_h: h,
+        out_w: w,
+    }];
+    let (mut cin, mut h, mut w) = (64, h, w);
+    for (stage, &cout) in [64, 128, 256, 512].iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let (oh, ow) = (out(h, stride), out(w, stride));
+            layers.push(ConvLayer {
+                cin,
+                cout,
+                k: 3,
+                out_h: oh,
+                out_w: ow,
+            });
+            layers.push(ConvLayer {
+                cin: cout,
+                cout,
+                k: 3,
+                out_h: oh,
+                out_w: ow,
+            });
+            if stride != 1 || cin != cout {
+                layers.push(ConvLayer {
+                    cin,
+                    cout,
+                    k: 1,
+                    out_h: oh,
+                    out_w: ow,
+                });
+            }
+            (cin, h, w) = (cout, oh, ow);
+        }
+    }
+    layers
 }
 
 /// Floats one image's forward pass produces, input included: every layer's output (and the
@@ -158,7 +216,16 @@ pub fn forward_floats(kind: Option<ModelKind>, shape: &ModelShape) -> u64 {
                 + k
         }
         Some(ModelKind::Mlp) => 2 * (256 + 256) + k,
-        _ => 0,
+        // Each convolution's output, and the batch norm and ReLU that follow it.
+        Some(ModelKind::PreactResnet18) => {
+            preact_convs(c, h, w)
+                .iter()
+                .map(|l| 3 * l.cout * l.out_h * l.out_w)
+                .sum::<usize>()
+                + 512
+                + k
+        }
+        None => 0,
     };
     (input + layers) as u64
 }
@@ -170,10 +237,14 @@ const INPUT_COPIES: u64 = 4;
 /// Bytes a batch of `batch` images of `kind` needs at least: the activations of one forward
 /// pass, twice over when a workload also runs backward (their gradients), plus the input
 /// copies. Weights and allocator slack are left out, so the real peak is higher.
-pub fn batch_bytes(kind: Option<ModelKind>, batch: usize, workloads: &[Workload]) -> u64 {
-    let shape = ModelShape::fashion_mnist();
+pub fn batch_bytes(
+    kind: Option<ModelKind>,
+    shape: &ModelShape,
+    batch: usize,
+    workloads: &[Workload],
+) -> u64 {
     let backward = workloads.iter().any(|w| *w != Workload::Forward);
-    let activations = forward_floats(kind, &shape) - shape.image_len() as u64;
+    let activations = forward_floats(kind, shape) - shape.image_len() as u64;
     let per_image = shape.image_len() as u64 * if backward { INPUT_COPIES } else { 1 }
         + activations * if backward { 2 } else { 1 };
     4 * per_image * batch as u64
@@ -196,6 +267,11 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
+/// `C×H×W`, as tables and errors print an input size.
+pub fn image_size(shape: &ModelShape) -> String {
+    format!("{}x{}x{}", shape.channels, shape.height, shape.width)
+}
+
 /// FLOPs (2 per multiply-add) of one forward pass of one image.
 pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
     Ok(2 * forward_macs(kind, shape)?)
@@ -204,12 +280,15 @@ pub fn forward_flops(kind: ModelKind, shape: &ModelShape) -> Result<u64> {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    /// Models to benchmark, each built for Fashion-MNIST's 1×28×28 input and 10 classes;
-    /// only those with a FLOP count ([`forward_macs`]) are accepted.
+    /// Models to benchmark, each built for `shape`; only those with a FLOP count
+    /// ([`forward_macs`]) are accepted.
     pub models: Vec<ModelKind>,
-    /// ONNX files to benchmark beside them (1×28×28 inputs; no FLOP count, so no GFLOP/s),
+    /// ONNX files to benchmark beside them (taking `shape`; no FLOP count, so no GFLOP/s),
     /// to compare an imported model with its zoo equivalent.
     pub onnx: Vec<std::path::PathBuf>,
+    /// The random inputs' shape and the number of classes (default Fashion-MNIST's
+    /// 1×28×28 in 10 classes; 3×32×32 for CIFAR-sized models such as `preact-resnet18`).
+    pub shape: ModelShape,
     /// Which workloads to time, in [`Workload::ALL`] order whatever the order given.
     pub workloads: Vec<Workload>,
     /// Images per timed batch (default 128); must be at least 1.
@@ -227,6 +306,7 @@ impl Default for BenchConfig {
         Self {
             models: vec![ModelKind::SmallCnn, ModelKind::MadryCnn],
             onnx: Vec::new(),
+            shape: ModelShape::fashion_mnist(),
             workloads: Workload::ALL.to_vec(),
             batch: 128,
             reps: 5,
@@ -252,8 +332,14 @@ impl BenchConfig {
         if self.workloads.is_empty() {
             return Err(Error::config("--workloads must name at least one workload"));
         }
+        if self.shape.image_len() == 0 || self.shape.num_classes < 2 {
+            return Err(Error::config(format!(
+                "bench needs non-empty images and at least 2 classes, not {:?}",
+                self.shape
+            )));
+        }
         for &m in &self.models {
-            forward_macs(m, &ModelShape::fashion_mnist())?;
+            forward_macs(m, &self.shape)?;
         }
         Ok(())
     }
@@ -272,7 +358,7 @@ impl BenchConfig {
             .map(|&k| Some(k))
             .chain(self.onnx.iter().map(|_| None));
         let Some((kind, need)) = kinds
-            .map(|k| (k, batch_bytes(k, self.batch, &self.workloads)))
+            .map(|k| (k, batch_bytes(k, &self.shape, self.batch, &self.workloads)))
             .max_by_key(|&(_, b)| b)
         else {
             return Ok(());
@@ -280,7 +366,7 @@ impl BenchConfig {
         if need <= available {
             return Ok(());
         }
-        let per_image = batch_bytes(kind, 1, &self.workloads).max(1);
+        let per_image = batch_bytes(kind, &self.shape, 1, &self.workloads).max(1);
         Err(Error::config(format!(
             "--batch {} needs at least {} ({} for {} images of {} KB each: inputs and \
              activations) but {} is available (MemAvailable); use --batch {} or less",
@@ -474,6 +560,10 @@ pub struct BenchReport {
     pub advtrain_version: String,
     /// Images per timed batch ([`BenchConfig::batch`]).
     pub batch: usize,
+    /// The inputs' size, `C×H×W` ([`BenchConfig::shape`]; absent in reports written before
+    /// it was configurable, which were all 1x28x28).
+    #[serde(default)]
+    pub input: String,
     /// Timed repetitions per workload ([`BenchConfig::reps`]).
     pub reps: usize,
     /// Untimed repetitions per workload ([`BenchConfig::warmup`]).
@@ -558,10 +648,9 @@ pub fn bench_model(
     device: &Device,
     on_done: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
-    let shape = ModelShape::fashion_mnist();
-    let flops = forward_flops(kind, &shape)? as f64;
+    let flops = forward_flops(kind, &config.shape)? as f64;
     device.seed(config.seed);
-    let model = ZooModel::new(kind, &shape, None, device)?;
+    let model = ZooModel::new(kind, &config.shape, None, device)?;
     bench_classifier(kind.as_str(), model, flops, config, device, on_done)
 }
 
@@ -573,10 +662,12 @@ pub fn bench_onnx(
     on_done: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
     let model = crate::model::onnx::OnnxModel::load(path, &Default::default(), device)?;
-    if model.shape() != &ModelShape::fashion_mnist() {
+    if model.shape() != &config.shape {
         return Err(Error::config(format!(
-            "{}: bench feeds 1×28×28 images in 10 classes; the model takes {:?}",
+            "{}: bench feeds {} images in {} classes (--input-shape); the model takes {:?}",
             path.display(),
+            image_size(&config.shape),
+            config.shape.num_classes,
             model.shape()
         )));
     }
@@ -596,10 +687,9 @@ fn bench_classifier<M: Classifier + 'static>(
     device: &Device,
     on_done: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
-    let shape = ModelShape::fashion_mnist();
     let data_device = device.clone().without_autodiff();
     let mut rng = rng::seeded(config.seed);
-    let (x, y) = random_batch(config.batch, &shape, &mut rng, &data_device);
+    let (x, y) = random_batch(config.batch, &config.shape, &mut rng, &data_device);
     let threat = ThreatModel::linf(BENCH_EPS);
     let sync = |d: &Device| {
         d.sync()
@@ -705,6 +795,7 @@ pub fn run(
         framework: "advtrain".to_string(),
         advtrain_version: crate::VERSION.to_string(),
         batch: config.batch,
+        input: image_size(&config.shape),
         reps: config.reps,
         warmup: config.warmup,
         conventions: CONVENTIONS.to_string(),
@@ -732,6 +823,19 @@ impl FromStr for Workload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preact_resnet18_flops_match_a_hand_count() {
+        // CIFAR-10 (3×32×32): stem 3→64 at 32×32: 32·32·64·27 = 1_769_472; stage 1, four
+        // 64→64 3×3 at 32×32: 4 · 37_748_736; stages 2–4 each: the strided first conv
+        // (18_874_368), three more 3×3 (3 · 37_748_736) and the 1×1 shortcut (2_097_152);
+        // fc 512→10: 5_120. 555.4M MACs, the figure usually quoted for this network.
+        let stage = 18_874_368 + 3 * 37_748_736 + 2_097_152;
+        let expected = 1_769_472 + 4 * 37_748_736 + 3 * stage + 5_120;
+        let macs = forward_macs(ModelKind::PreactResnet18, &ModelShape::cifar10()).unwrap();
+        assert_eq!(macs, expected);
+        assert_eq!(macs, 555_422_720);
+    }
 
     #[test]
     fn small_cnn_flops_match_a_hand_count() {
@@ -797,13 +901,21 @@ mod tests {
     fn the_estimate_grows_with_the_model_and_the_backward_pass() {
         let all = Workload::ALL;
         let fwd = [Workload::Forward];
-        let small = batch_bytes(Some(ModelKind::SmallCnn), 1, &all);
-        let madry = batch_bytes(Some(ModelKind::MadryCnn), 1, &all);
+        let fm = ModelShape::fashion_mnist();
+        let small = batch_bytes(Some(ModelKind::SmallCnn), &fm, 1, &all);
+        let madry = batch_bytes(Some(ModelKind::MadryCnn), &fm, 1, &all);
         assert!(madry > 5 * small, "{madry} vs {small}");
-        assert!(batch_bytes(Some(ModelKind::MadryCnn), 1, &fwd) < madry);
+        assert!(batch_bytes(Some(ModelKind::MadryCnn), &fm, 1, &fwd) < madry);
+        let resnet = batch_bytes(
+            Some(ModelKind::PreactResnet18),
+            &ModelShape::cifar10(),
+            1,
+            &all,
+        );
+        assert!(resnet > madry, "{resnet} vs {madry}");
         assert_eq!(
-            batch_bytes(Some(ModelKind::Mlp), 10, &all),
-            10 * batch_bytes(Some(ModelKind::Mlp), 1, &all)
+            batch_bytes(Some(ModelKind::Mlp), &fm, 10, &all),
+            10 * batch_bytes(Some(ModelKind::Mlp), &fm, 1, &all)
         );
     }
 

@@ -34,6 +34,7 @@
 pub mod attack;
 pub mod bench;
 pub mod data;
+pub mod device_check;
 pub mod error;
 pub mod eval;
 pub mod fastpath;

@@ -131,6 +131,15 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     pub workloads: Vec<String>,
+    /// Size C,H,W of the random input images (10 classes): 1,28,28 is Fashion-MNIST's,
+    /// 3,32,32 CIFAR-10's (for preact-resnet18).
+    #[arg(long, value_name = "C,H,W", default_value = "1,28,28")]
+    pub input_shape: String,
+    /// Before timing, check that --device computes what this device computes (logits,
+    /// input gradient, one SGD step on the same weights and inputs, to float32 tolerance)
+    /// and stop with an error if it does not, e.g. --device cuda --check-against flex.
+    #[arg(long, value_name = "DEVICE")]
+    pub check_against: Option<String>,
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -139,4 +148,17 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
+}
+
+impl BenchArgs {
+    /// The random inputs' shape (`--input-shape`), in 10 classes.
+    pub fn shape(&self) -> anyhow::Result<advtrain::model::ModelShape> {
+        let [channels, height, width] = model_input::parse_shape(&self.input_shape)?;
+        Ok(advtrain::model::ModelShape {
+            channels,
+            height,
+            width,
+            num_classes: 10,
+        })
+    }
 }

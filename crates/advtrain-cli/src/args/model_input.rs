@@ -113,7 +113,7 @@ fn floats(flag: &str, s: &str) -> Result<Vec<f32>> {
 }
 
 /// `C,H,W`, each at least 1.
-fn parse_shape(s: &str) -> Result<[usize; 3]> {
+pub(crate) fn parse_shape(s: &str) -> Result<[usize; 3]> {
     let dims: Vec<usize> = s
         .split(',')
         .map(|v| v.trim().parse::<usize>())

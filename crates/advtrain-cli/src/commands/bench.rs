@@ -1,12 +1,20 @@
 //! `advtrain bench`: throughput of inference, PGD-10 and adversarial training steps on
-//! random Fashion-MNIST-shaped inputs, with achieved GFLOP/s beside the CPU's estimated peak.
-//! The measuring lives in [`advtrain::bench`].
+//! random inputs (Fashion-MNIST-shaped unless `--input-shape`), with achieved GFLOP/s beside
+//! the CPU's estimated peak; with `--check-against`, first whether the device computes what
+//! the reference device does. The measuring lives in [`advtrain::bench`] and
+//! [`advtrain::device_check`].
 
 use advtrain::bench::{self, BenchConfig, BenchReport, Measurement};
-use advtrain::model::ModelKind;
-use anyhow::{Context, Result};
+use advtrain::device_check::{self, Agreement};
+use advtrain::model::{ModelKind, ModelShape};
+use anyhow::{bail, Context, Result};
+use burn::prelude::Device;
 
 use crate::args::BenchArgs;
+use crate::common;
+
+/// Images per batch of the device check (small: it checks values, not speed).
+const CHECK_BATCH: usize = 8;
 
 /// Measures what `args` ask for and prints a table or JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -25,9 +33,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .iter()
         .map(|w| w.trim().parse::<bench::Workload>())
         .collect::<advtrain::Result<Vec<_>>>()?;
+    let shape = args.shape()?;
+    if let Some(reference) = &args.check_against {
+        check_device(&models, &shape, &common::device(reference)?, &device, args)?;
+    }
     let config = BenchConfig {
         models,
         onnx,
+        shape,
         workloads,
         batch: args.batch,
         reps: args.reps,
@@ -45,11 +58,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let verbose = !args.common.quiet;
     if table {
         println!(
-            "advtrain {} bench: batch {}, {} warm-up + {} timed reps (median [min..max]), random 1x28x28 inputs, 10 classes",
+            "advtrain {} bench: batch {}, {} warm-up + {} timed reps (median [min..max]), random {} inputs, 10 classes",
             advtrain::VERSION,
             config.batch,
             config.warmup,
-            config.reps
+            config.reps,
+            bench::image_size(&config.shape)
         );
         println!(
             "{:<10} {:<13} {:>28} {:>11} {:>9}",
@@ -78,6 +92,60 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     } else if args.json {
         println!("{json}");
+    }
+    Ok(())
+}
+
+/// Compares `device` with `reference` on every zoo model, prints one line per quantity and
+/// fails when any disagrees: timing a backend that computes something else means nothing.
+fn check_device(
+    models: &[ModelKind],
+    shape: &ModelShape,
+    reference: &Device,
+    device: &Device,
+    args: &BenchArgs,
+) -> Result<()> {
+    let reference_name = args.check_against.as_deref().unwrap_or_default();
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "device check: {} against {reference_name}, same weights and {CHECK_BATCH} random {} images",
+        args.common.device,
+        bench::image_size(shape)
+    ));
+    let mut failed: Vec<Agreement> = Vec::new();
+    for &kind in models {
+        let checks = device_check::compare_devices(kind, shape, CHECK_BATCH, 0, reference, device)
+            .with_context(|| format!("device check of {kind}"))?;
+        for c in checks {
+            say(format!(
+                "  {:<16} {:<26} max |diff| {:.3e} (scale {:.3e}, tolerance {:.0e} relative): {}",
+                c.model,
+                c.quantity,
+                c.max_abs_diff,
+                c.reference_scale,
+                c.tolerance,
+                if c.agrees { "ok" } else { "DISAGREES" }
+            ));
+            if !c.agrees {
+                failed.push(c);
+            }
+        }
+    }
+    if let Some(first) = failed.first() {
+        bail!(
+            "{} computes differently from {reference_name}: {} of the checks disagree (first: {} {}, max |diff| {:.3e}); its timings would not be of the same computation",
+            args.common.device,
+            failed.len(),
+            first.model,
+            first.quantity,
+            first.max_abs_diff
+        );
     }
     Ok(())
 }
