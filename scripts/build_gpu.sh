@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the GPU binary: advtrain with burn's CUDA backend, linked and stripped, at
-# target/gpu/advtrain (`--device cuda`). Works on a fresh clone with nothing but crates.io:
+# target/gpu/advtrain (`--device cuda`), and gzipped beside it. Works on a fresh clone with nothing but crates.io:
 #
 #   scripts/build_gpu.sh            # ~25 min cold on 2 cores; then copy target/gpu/advtrain
 #
@@ -31,4 +31,8 @@ if ldd target/gpu/advtrain | grep -qi "cuda\|nvrtc\|not found"; then
     exit 1
 fi
 target/gpu/advtrain --version
-echo "built target/gpu/advtrain ($(du -h target/gpu/advtrain | cut -f1)): run with --device cuda; scripts/gpu_check.sh checks it on a GPU"
+# The binary is ~80 MB (burn's CUDA kernels are generated code); gzipped it is ~20 MB, small
+# enough to travel with the working tree to a GPU machine. scripts/gpu_check.sh unpacks it.
+gzip -9 -c target/gpu/advtrain > target/gpu/advtrain.gz.partial
+mv target/gpu/advtrain.gz.partial target/gpu/advtrain.gz
+echo "built target/gpu/advtrain ($(du -h target/gpu/advtrain | cut -f1); target/gpu/advtrain.gz $(du -h target/gpu/advtrain.gz | cut -f1)): run with --device cuda; scripts/gpu_check.sh checks it on a GPU"

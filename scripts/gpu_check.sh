@@ -29,7 +29,17 @@ status=0
 step() { echo; echo "== $*"; }
 fail() { echo "FAILED: $*" >&2; status=1; }
 
+if [ ! -x "$BIN" ] && [ -f "$BIN.gz" ]; then
+    # Carried gzipped (scripts/build_gpu.sh writes both): unpack beside the outputs.
+    gunzip -c "$BIN.gz" > "$OUT/advtrain" && chmod +x "$OUT/advtrain" && BIN="$OUT/advtrain"
+fi
 [ -x "$BIN" ] || { echo "error: $BIN is not an executable (build it with scripts/build_gpu.sh)" >&2; exit 2; }
+# NVRTC compiles the kernels at run time: the CUDA toolkit's copy, or PyTorch's pip wheels'.
+nvrtc_dirs=$( { ls -d /usr/local/cuda/lib64 2>/dev/null
+    "$PY" -c "import glob, os, site
+for s in site.getsitepackages():
+    for d in glob.glob(os.path.join(s, 'nvidia', '*', 'lib')): print(d)" 2>/dev/null; } | paste -sd: -)
+export LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" \
     || fail "nvidia-smi"

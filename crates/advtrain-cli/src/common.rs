@@ -121,18 +121,52 @@ fn is_run_file_name(name: &str) -> bool {
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "flex" | "cpu" => Ok(Device::flex()),
-        "cuda" => cuda_device(),
-        other => bail!("unknown device '{other}': expected 'flex' or 'cuda'"),
+        "cuda" => cuda_device(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => cuda_device(index),
+            _ => bail!("unknown device '{other}': expected 'flex', 'cuda' or 'cuda:N'"),
+        },
     }
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device() -> Result<Device> {
-    Ok(Device::cuda(0))
+fn cuda_device(index: usize) -> Result<Device> {
+    check_cuda(index)?;
+    Ok(Device::cuda(index))
+}
+
+/// Whether CUDA device `index` can be used: the driver and NVRTC libraries load and the
+/// driver counts enough devices. burn's CUDA runtime would otherwise panic in a worker
+/// thread on the first operation, with nothing that says why.
+#[cfg(feature = "cuda")]
+fn check_cuda(index: usize) -> Result<()> {
+    // SAFETY: both only try to open the shared library (libloading) and call nothing in it.
+    let (driver, nvrtc) = unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+        )
+    };
+    if !driver {
+        bail!("--device cuda: no NVIDIA driver here (libcuda.so does not load); use --device flex");
+    }
+    if !nvrtc {
+        bail!(
+            "--device cuda: NVRTC (libnvrtc.so) does not load; advtrain compiles its GPU kernels \
+             with it: put the CUDA toolkit's lib64 (or PyTorch's nvidia/cuda_nvrtc/lib) on \
+             LD_LIBRARY_PATH"
+        );
+    }
+    let count = cudarc::driver::CudaContext::device_count()
+        .map_err(|e| anyhow::anyhow!("--device cuda: the CUDA driver did not start: {e:?}"))?;
+    if index >= count.max(0) as usize {
+        bail!("--device cuda:{index}: this machine has {count} CUDA device(s)");
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device() -> Result<Device> {
+fn cuda_device(_index: usize) -> Result<Device> {
     bail!("this build of advtrain has no CUDA support; rebuild with: cargo build --release --features cuda")
 }
 

@@ -286,6 +286,12 @@ pub struct TrainArgs {
     pub init: Option<PathBuf>,
     #[command(flatten)]
     pub input: ModelInputFlags,
+    /// Train data-parallel on these devices instead of --device, e.g. cuda:0,cuda:1: each
+    /// batch is split among them, every device attacks and computes the loss of its share,
+    /// and the averaged gradients update the model (held on the first) once. Image models;
+    /// not free AT. See docs/gpu.md.
+    #[arg(long, value_name = "D1,D2,...", value_delimiter = ',')]
+    pub devices: Vec<String>,
     #[command(flatten)]
     pub common: Common,
 }

@@ -22,7 +22,8 @@ use crate::progress::Bars;
 
 /// A new run from `settings` (already merged from the flags and `--config`).
 pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
-    let device = args.common.setup()?;
+    let devices = devices(args)?;
+    let device = devices[0].clone();
     let init = match &args.init {
         Some(path) => Some(advtrain::run::read_onnx(
             path,
@@ -60,13 +61,14 @@ pub fn run(args: &TrainArgs, settings: &TrainFlags) -> Result<()> {
         resume: None,
     };
     let bars = Bars::new(args.common.quiet);
-    train_and_evaluate(&dir, &config, model, splits, options, &device, &bars)
+    train_and_evaluate(&dir, &config, model, splits, options, &devices, &bars)
 }
 
 /// `--resume DIR` on an image run: continue from the newest good checkpoint with the run's
 /// own configuration.
 pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
-    let device = args.common.setup()?;
+    let devices = devices(args)?;
+    let device = devices[0].clone();
     let bars = Bars::new(args.common.quiet);
     let config = dir.config()?;
     let (ckpt, path, warnings) = dir.latest_checkpoint()?;
@@ -87,7 +89,25 @@ pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
         resume: Some(ckpt),
     };
     let model = dir.fresh_model(&config, &device)?;
-    train_and_evaluate(&dir, &config, model, splits, options, &device, &bars)
+    train_and_evaluate(&dir, &config, model, splits, options, &devices, &bars)
+}
+
+/// The devices to train on: `--device`, or the two or more of `--devices` (the model on the
+/// first).
+fn devices(args: &TrainArgs) -> Result<Vec<burn::prelude::Device>> {
+    let device = args.common.setup()?;
+    match args.devices.len() {
+        0 => Ok(vec![device]),
+        1 => bail!(
+            "--devices {}: data-parallel training needs two or more devices (one is --device)",
+            args.devices[0]
+        ),
+        _ => args
+            .devices
+            .iter()
+            .map(|d| common::device(d.trim()))
+            .collect(),
+    }
 }
 
 /// Trains `model` (or continues), evaluates on the test set, writes the records and prints
@@ -98,12 +118,12 @@ fn train_and_evaluate(
     model: ImageModel,
     splits: run::ImageSplits,
     options: CheckpointOptions<'_>,
-    device: &burn::prelude::Device,
+    devices: &[burn::prelude::Device],
     bars: &Bars,
 ) -> Result<()> {
     match model {
-        ImageModel::Zoo(m) => train_model(dir, config, m, splits, options, device, bars),
-        ImageModel::Onnx(m) => train_model(dir, config, m, splits, options, device, bars),
+        ImageModel::Zoo(m) => train_model(dir, config, m, splits, options, devices, bars),
+        ImageModel::Onnx(m) => train_model(dir, config, m, splits, options, devices, bars),
     }
 }
 
@@ -114,10 +134,11 @@ fn train_model<M: Classifier + ModuleSnapshot + 'static>(
     model: M,
     splits: run::ImageSplits,
     options: CheckpointOptions<'_>,
-    device: &burn::prelude::Device,
+    devices: &[burn::prelude::Device],
     bars: &Bars,
 ) -> Result<()> {
     let t = &config.train;
+    let device = &devices[0];
     bars.note(&format!(
         "advtrain {}: {} on {} ({} train / {} val / {} test), {} {} eps={} for {} epochs -> {}",
         advtrain::VERSION,
@@ -133,16 +154,30 @@ fn train_model<M: Classifier + ModuleSnapshot + 'static>(
         dir.path().display()
     ));
     let mut recorder = dir.recorder(|m| bars.note(&epoch_line(m)));
-    let trained = train::train_with(
-        model,
-        &splits.train,
-        &splits.val,
-        t,
-        options,
-        device,
-        bars,
-        &mut recorder,
-    )
+    let (train_set, val_set) = (&splits.train, &splits.val);
+    let trained = if devices.len() > 1 {
+        train::train_data_parallel(
+            model,
+            train_set,
+            val_set,
+            t,
+            options,
+            devices,
+            bars,
+            &mut recorder,
+        )
+    } else {
+        train::train_with(
+            model,
+            train_set,
+            val_set,
+            t,
+            options,
+            device,
+            bars,
+            &mut recorder,
+        )
+    }
     .map_err(|e| match e {
         advtrain::Error::Diverged(_) => anyhow::anyhow!("{e}\n{}", diverged_note(dir)),
         other => other.into(),

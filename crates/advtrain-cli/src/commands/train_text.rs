@@ -28,6 +28,9 @@ fn widen(v: f32) -> f64 {
 
 /// A new text run from `settings` (already merged from the flags and `--config`).
 pub fn run(args: &TrainArgs, s: &TrainFlags) -> Result<()> {
+    if !args.devices.is_empty() {
+        bail!("--devices (data-parallel training) is for image models; text models train on one --device");
+    }
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
     let (dataset, data_path) = common::text_data_source(s.dataset.as_deref(), s.data.clone())?;
@@ -97,6 +100,9 @@ pub fn run(args: &TrainArgs, s: &TrainFlags) -> Result<()> {
 /// `--resume DIR` on a text run: continue from the newest good checkpoint with the run's
 /// own configuration, so the run ends as if it had never been interrupted.
 pub fn resume(args: &TrainArgs, dir: RunDir) -> Result<()> {
+    if !args.devices.is_empty() {
+        bail!("--devices (data-parallel training) is for image models; text models train on one --device");
+    }
     let device = args.common.setup()?;
     let bars = Bars::new(args.common.quiet);
     let (run, config) = TextRun::open(dir.path())?;

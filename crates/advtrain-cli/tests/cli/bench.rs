@@ -100,3 +100,58 @@ fn bench_workloads_filter_keeps_the_canonical_order_and_rejects_unknown_names() 
         "{err}"
     );
 }
+
+#[test]
+fn bench_takes_cifar_sized_inputs_and_checks_a_device_against_another() {
+    let out = bin()
+        .args([
+            "bench",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "preact-resnet18",
+            "--json",
+            "-q",
+            "--input-shape",
+            "3,32,32",
+            "--workloads",
+            "forward",
+            "--batch",
+            "2",
+            "--check-against",
+            "flex",
+        ])
+        .output()
+        .expect("advtrain runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The check's lines go to stderr with --json: three quantities, all in agreement.
+    assert!(err.contains("device check: flex against flex"), "{err}");
+    for quantity in ["logits", "input gradient", "logits after one SGD step"] {
+        assert!(
+            err.lines().any(|l| l.contains("preact-resnet18")
+                && l.contains(quantity)
+                && l.ends_with(": ok")),
+            "{quantity} not checked: {err}"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["input"], "3x32x32");
+    let r = &v["results"][0];
+    assert_eq!(r["model"], "preact-resnet18");
+    // 555.4M multiply-adds per image, 2 FLOPs each.
+    assert_eq!(r["flops_per_image"].as_f64().unwrap(), 2.0 * 555_422_720.0);
+}
+
+#[test]
+fn bench_refuses_a_malformed_input_shape() {
+    let out = bench(&["--input-shape", "3,32"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--input-shape '3,32'") && err.contains("C,H,W"),
+        "{err}"
+    );
+}

@@ -674,3 +674,55 @@ fn evaluation_state_is_kept_while_running_and_checked_on_resume() {
     assert!(!state.exists());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn data_parallel_training_runs_end_to_end_and_refuses_what_it_cannot_do() {
+    let root = scratch("data-parallel");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_tiny_fashion(&data);
+    let train = |run: &str, extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.args([
+            "train",
+            "--model",
+            "small-cnn",
+            "--eps",
+            "0.1",
+            "--epochs",
+            "1",
+        ])
+        .args([
+            "--final-steps",
+            "2",
+            "--batch-size",
+            "32",
+            "--val-size",
+            "100",
+            "-q",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(root.join(run))
+        .args(extra);
+        cmd
+    };
+    // Two ranks on the CPU: the batch split, per-rank attacks and averaged gradients.
+    let out = run_ok(&mut train(
+        "two",
+        &["--method", "fgsm-rs", "--devices", "flex,flex"],
+    ));
+    assert!(out.contains("robust accuracy:"), "{out}");
+    assert!(root.join("two/model.safetensors").is_file());
+
+    let one = run_err(&mut train("one", &["--devices", "flex"]));
+    assert!(one.contains("two or more devices"), "{one}");
+    let free = run_err(&mut train(
+        "free",
+        &["--method", "free", "--devices", "flex,flex"],
+    ));
+    assert!(free.contains("cannot run data-parallel"), "{free}");
+    let bad = run_err(&mut train("bad", &["--devices", "flex,tpu"]));
+    assert!(bad.contains("unknown device 'tpu'"), "{bad}");
+}

@@ -13,6 +13,7 @@
 //! [`CheckpointOptions::resume`] continues from ([`checkpoint`]).
 
 pub mod checkpoint;
+pub mod data_parallel;
 mod fgsm_rs;
 pub mod free;
 pub mod image;
@@ -35,6 +36,7 @@ use burn::prelude::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{BestRecord, Checkpoint, TrainState};
+pub use data_parallel::DataParallel;
 pub use fgsm_rs::FgsmRs;
 pub use free::FreeAt;
 pub use image::ImageTask;
@@ -56,6 +58,74 @@ use crate::eval::Accuracy;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::threat::{Norm, ThreatModel};
+
+/// Expands to a `match` over a [`MethodConfig`] that binds each one-update method to
+/// `$method` and evaluates `$wrap`, and hands free AT's settings to `$free`: the one place
+/// that turns settings into method values, for every way of running them.
+macro_rules! with_method {
+    ($config:expr, $method:ident => $wrap:expr, free($replays:ident, $step_size:ident) => $free:expr) => {
+        match *$config {
+            MethodConfig::Standard => {
+                let $method = Standard;
+                $wrap
+            }
+            MethodConfig::PgdAt { steps, step_size } => {
+                let $method = PgdAt { steps, step_size };
+                $wrap
+            }
+            MethodConfig::Mixed {
+                lambda,
+                steps,
+                step_size,
+            } => {
+                let $method = Mixed {
+                    lambda,
+                    steps,
+                    step_size,
+                };
+                $wrap
+            }
+            MethodConfig::FgsmRs {
+                alpha_factor,
+                random_start,
+            } => {
+                let $method = FgsmRs {
+                    alpha_factor,
+                    random_start,
+                };
+                $wrap
+            }
+            MethodConfig::Trades {
+                beta,
+                steps,
+                step_size,
+            } => {
+                let $method = Trades {
+                    beta,
+                    steps,
+                    step_size,
+                };
+                $wrap
+            }
+            MethodConfig::Mart {
+                beta,
+                steps,
+                step_size,
+            } => {
+                let $method = Mart {
+                    beta,
+                    steps,
+                    step_size,
+                };
+                $wrap
+            }
+            MethodConfig::Free {
+                replays: $replays,
+                step_size: $step_size,
+            } => $free,
+        }
+    };
+}
 
 /// A training method and its settings, as written in `config.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,45 +255,23 @@ impl MethodConfig {
 
     /// The method as a training step for image classifiers of type `M`.
     pub fn image_step<M: Classifier + 'static>(&self) -> Box<dyn TrainStep<M, ImageBatch>> {
-        match *self {
-            MethodConfig::Standard => Box::new(Standard),
-            MethodConfig::PgdAt { steps, step_size } => Box::new(PgdAt { steps, step_size }),
-            MethodConfig::Mixed {
-                lambda,
-                steps,
-                step_size,
-            } => Box::new(Mixed {
-                lambda,
-                steps,
-                step_size,
-            }),
-            MethodConfig::FgsmRs {
-                alpha_factor,
-                random_start,
-            } => Box::new(FgsmRs {
-                alpha_factor,
-                random_start,
-            }),
-            MethodConfig::Trades {
-                beta,
-                steps,
-                step_size,
-            } => Box::new(Trades {
-                beta,
-                steps,
-                step_size,
-            }),
-            MethodConfig::Mart {
-                beta,
-                steps,
-                step_size,
-            } => Box::new(Mart {
-                beta,
-                steps,
-                step_size,
-            }),
-            MethodConfig::Free { replays, step_size } => Box::new(FreeAt::new(replays, step_size)),
-        }
+        with_method!(self, method => Box::new(method), free(replays, step_size) => {
+            Box::new(FreeAt::new(replays, step_size))
+        })
+    }
+
+    /// The method run data-parallel over `devices` ([`DataParallel`]; the model lives on
+    /// the first). Free AT updates several times per batch on one device's perturbation and
+    /// is refused.
+    pub fn data_parallel_step<M: Classifier + 'static>(
+        &self,
+        devices: Vec<Device>,
+    ) -> Result<Box<dyn TrainStep<M, ImageBatch>>> {
+        with_method!(self, method => Ok(Box::new(DataParallel::new(method, devices)?)),
+        free(_replays, _step_size) => Err(Error::config(
+            "free adversarial training replays each batch on one device; it cannot run \
+             data-parallel (use fgsm-rs or pgd-at with --devices)",
+        )))
     }
 
     /// Rejects settings no method can train with: zero steps or replays, and negative or
@@ -561,6 +609,33 @@ pub fn train_with<M: Classifier + 'static>(
 ) -> Result<Trained<M>> {
     config.validate()?;
     let mut task = ImageTask::new(train, val, config);
+    fit(&mut task, model, options, device, progress, observer)
+}
+
+/// [`train_with`] data-parallel over `devices` (at least two; `device`, where `model` lives
+/// and batches are made, is the first): every batch is split among them, each runs the
+/// method on its share, and the averaged gradients update the model once
+/// ([`DataParallel`]). Checkpoints, resume and the monitor are those of any run.
+#[allow(clippy::too_many_arguments)]
+pub fn train_data_parallel<M: Classifier + 'static>(
+    model: M,
+    train: &Dataset,
+    val: &Dataset,
+    config: &TrainConfig,
+    options: CheckpointOptions<'_>,
+    devices: &[Device],
+    progress: &dyn Progress,
+    observer: &mut dyn EpochObserver<M>,
+) -> Result<Trained<M>> {
+    config.validate()?;
+    let Some(device) = devices.first() else {
+        return Err(Error::config(
+            "data-parallel training needs at least 2 devices, got 0",
+        ));
+    };
+    let step = config.method.data_parallel_step(devices.to_vec())?;
+    let name = format!("{} on {} devices", config.method.name(), devices.len());
+    let mut task = ImageTask::with_step(train, val, config, step, &name);
     fit(&mut task, model, options, device, progress, observer)
 }
 
