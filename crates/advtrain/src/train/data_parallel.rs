@@ -25,7 +25,9 @@ use burn::optim::GradientsParams;
 use burn::prelude::{Device, Tensor};
 use rand::Rng as _;
 
-use super::step::{count_correct, ImageBatch, StepContext, StepOutput, TrainStep, TrainingMethod};
+use super::step::{
+    at_step_scale, count_correct, ImageBatch, StepContext, StepOutput, TrainStep, TrainingMethod,
+};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::rng;
@@ -113,13 +115,8 @@ impl<M: Classifier + 'static, T: TrainingMethod + Sync> TrainStep<M, ImageBatch>
         (x, y): ImageBatch,
         ctx: &mut StepContext<'_>,
     ) -> Result<StepOutput<M>> {
-        let scaled;
-        let method = if ctx.step_scale == 1.0 {
-            &self.method
-        } else {
-            scaled = self.method.with_step_scale(ctx.step_scale, ctx.threat.eps);
-            &scaled
-        };
+        let mut scaled = None;
+        let method = at_step_scale(&self.method, ctx, &mut scaled);
         let ranges = shard_ranges(x.dims()[0], self.devices.len());
         // One seed per rank from the run's generator, so a resumed run repeats every attack.
         let seeds: Vec<u64> = ranges.iter().map(|_| ctx.rng.random()).collect();

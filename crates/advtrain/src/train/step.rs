@@ -153,13 +153,8 @@ impl<M: Classifier, T: TrainingMethod> TrainStep<M, ImageBatch> for T {
         (x, y): ImageBatch,
         ctx: &mut StepContext<'_>,
     ) -> Result<StepOutput<M>> {
-        let scaled;
-        let method = if ctx.step_scale == 1.0 {
-            &*self
-        } else {
-            scaled = self.with_step_scale(ctx.step_scale, ctx.threat.eps);
-            &scaled
-        };
+        let mut scaled = None;
+        let method = at_step_scale(&*self, ctx, &mut scaled);
         let out = method.batch_loss(&model, x, y.clone(), ctx.threat, ctx.rng);
         let loss = ctx.loss_value(&out.loss)?;
         let correct = count_correct(out.logits, y);
@@ -173,6 +168,20 @@ impl<M: Classifier, T: TrainingMethod> TrainStep<M, ImageBatch> for T {
 
     fn is_adversarial(&self) -> bool {
         TrainingMethod::is_adversarial(self)
+    }
+}
+
+/// `method` at the context's step scale: itself at scale 1, else its scaled copy, kept in
+/// `slot` (the monitor lowers the scale after a rollback).
+pub(crate) fn at_step_scale<'m, T: TrainingMethod>(
+    method: &'m T,
+    ctx: &StepContext<'_>,
+    slot: &'m mut Option<T>,
+) -> &'m T {
+    if ctx.step_scale == 1.0 {
+        method
+    } else {
+        slot.insert(method.with_step_scale(ctx.step_scale, ctx.threat.eps))
     }
 }
 
