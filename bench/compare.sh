@@ -4,6 +4,12 @@
 #
 # Usage: [ROUNDS=3] bench/compare.sh [--threads N] [--batch 128] [--reps 5] [--warmup 1]
 #                         [--models a,b] [--workloads forward,pgd10,fgsm-rs-step,pgd-at-step]
+#                         [--run DIR --limit 500 --workloads autoattack,square,apgd-t]
+#
+# The attack workloads (autoattack, square, apgd-t) attack a trained run's weights on its
+# first --limit test points (torchattacks on the PyTorch side, bench/peer_attacks.py); for
+# them the table gives each side's wall time (median over rounds), the ratio
+# PyTorch time / advtrain time, and both robust accuracies.
 #
 # On a shared VM the speed of the machine drifts by 10-30% over minutes, so one run of each
 # side can put them in different weather. With ROUNDS=R (default 3) the two sides alternate
@@ -82,4 +88,30 @@ for r in a["results"]:
     per_round = [x / y for x, y in zip(am[key], pm[key])]
     spread = " ".join(f"{x:.2f}" for x in per_round)
     print(f"{key[0]:<10} {key[1]:<13} {av:>15.1f} {pv:>14.1f} {av / pv:>7.2f}   {spread}")
+
+def attack_runs(runs):
+    out = {}
+    for run in runs:
+        for m in run.get("attacks", []):
+            out.setdefault(m["workload"], []).append(m)
+    return out
+
+aa, pa = attack_runs(a_runs), attack_runs(p_runs)
+if aa:
+    print()
+    print(f"attacks on {a['attacks'][0]['model']}, {a['attacks'][0]['points']} points; "
+          f"ratio = PyTorch seconds / advtrain seconds (> 1: advtrain is faster)")
+    print(f"{'workload':<11} {'advtrain s':>11} {'pytorch s':>10} {'ratio':>7} "
+          f"{'robust advtrain':>16} {'robust pytorch':>15}   per-round ratios")
+    for w, ours in aa.items():
+        theirs = pa.get(w)
+        if not theirs:
+            continue
+        at = statistics.median(m["seconds_median"] for m in ours)
+        pt = statistics.median(m["seconds_median"] for m in theirs)
+        spread = " ".join(f"{p['seconds_median'] / q['seconds_median']:.2f}"
+                          for q, p in zip(ours, theirs))
+        print(f"{w:<11} {at:>11.1f} {pt:>10.1f} {pt / at:>7.2f} "
+              f"{100 * ours[-1]['robust_accuracy']:>15.2f}% "
+              f"{100 * theirs[-1]['robust_accuracy']:>14.2f}%   {spread}")
 EOF

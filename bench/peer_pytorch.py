@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `advtrain bench`: the same four workloads on the same models.
+"""PyTorch peer of `advtrain bench`: the same workloads on the same models.
 
 Models: small-cnn and madry-cnn (defined here, as in every CPU comparison so far) and
 preact-resnet18 (scripts/torch_zoo.py, layer for layer advtrain's). `--device cuda` runs on
@@ -13,6 +13,9 @@ labels):
   fgsm-rs-step  one fast-AT step (FGSM, random start, alpha 1.25*eps) + SGD update
   pgd-at-step   one PGD-AT step (hand-written PGD-10 as above) + SGD update
 SGD: lr 0.01, momentum 0.9, weight decay 5e-4 (advtrain's OptimizerConfig::sgd()).
+
+Attack workloads (--run DIR: an advtrain run's weights, its first --limit test points):
+  autoattack, square, apgd-t   torchattacks, as bench/peer_attacks.py describes
 
 FLOP conventions are advtrain's: 2 FLOPs per conv/linear multiply-add; forward +
 input-backward = 2 forwards; forward + full backward = 3 forwards.
@@ -114,6 +117,10 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--input-shape", default="1,28,28", help="C,H,W of the random images")
     p.add_argument("--workloads", default="forward,pgd10,fgsm-rs-step,pgd-at-step")
+    p.add_argument("--run", default=None, help="advtrain run attacked by the attack workloads")
+    p.add_argument("--limit", type=int, default=500, help="test points of the attack workloads")
+    p.add_argument("--attack-reps", type=int, default=1)
+    p.add_argument("--attack-batch", type=int, default=256)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -205,8 +212,15 @@ def main():
             out.append(time.perf_counter() - t)
         return out
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from peer_attacks import ATTACK_WORKLOADS, run_attacks
+    wanted = {w.strip() for w in args.workloads.split(",") if w.strip()}
+    unknown = wanted - {w for w, _ in WORKLOADS} - set(ATTACK_WORKLOADS)
+    if unknown:
+        raise SystemExit(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    throughput = wanted - set(ATTACK_WORKLOADS)
     results = []
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if throughput else []
     for name in models:
         flops = 2.0 * forward_macs(name, c, h, w)
         model = build(name).to(device)
@@ -246,10 +260,6 @@ def main():
             "fgsm-rs-step": train_step(fgsm_rs),
             "pgd-at-step": train_step(pgd),
         }
-        wanted = {w.strip() for w in args.workloads.split(",") if w.strip()}
-        unknown = wanted - {w for w, _ in WORKLOADS}
-        if unknown:
-            raise SystemExit(f"unknown workload(s): {', '.join(sorted(unknown))}")
         for workload, factor in WORKLOADS:
             if workload not in wanted:
                 continue
@@ -277,6 +287,13 @@ def main():
             elif not args.quiet:
                 print("  " + line, file=sys.stderr)
 
+    def say(line):
+        if not args.json:
+            print(line)
+        elif not args.quiet:
+            print(line, file=sys.stderr)
+
+    attacks = run_attacks(args, wanted, say) if wanted & set(ATTACK_WORKLOADS) else []
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         .isoformat().replace("+00:00", "Z"),
@@ -297,6 +314,8 @@ def main():
         "conventions": CONVENTIONS,
         "peak": peak_estimate(threads) if args.device == "cpu" else None,
         "results": results,
+        "attacks": attacks,
+        "torchattacks_version": getattr(sys.modules.get("torchattacks"), "__version__", None),
     }
     text = json.dumps(report, indent=2)
     if args.out:

@@ -124,7 +124,9 @@ pub struct BenchArgs {
     /// 1×28×28 images) to compare an imported model with its zoo equivalent.
     #[arg(long, default_value = "small-cnn,madry-cnn", value_delimiter = ',')]
     pub models: Vec<String>,
-    /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step.
+    /// Comma-separated workloads to measure: forward, pgd10, fgsm-rs-step, pgd-at-step (on
+    /// random weights and inputs), and autoattack, square, apgd-t (whole attacks of the
+    /// trained model of --run on its first --limit test points).
     #[arg(
         long,
         default_value = "forward,pgd10,fgsm-rs-step,pgd-at-step",
@@ -140,6 +142,19 @@ pub struct BenchArgs {
     /// and stop with an error if it does not, e.g. --device cuda --check-against flex.
     #[arg(long, value_name = "DEVICE")]
     pub check_against: Option<String>,
+    /// The trained run the attack workloads (autoattack, square, apgd-t) attack, at its
+    /// training threat model.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: Option<PathBuf>,
+    /// Test points the attack workloads attack: the first N of the run's test set.
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// Timed runs of each attack workload (each is a whole evaluation).
+    #[arg(long, default_value_t = 1)]
+    pub attack_reps: usize,
+    /// Points per attacked batch in the attack workloads (as `eval --batch-size`).
+    #[arg(long, default_value_t = 256)]
+    pub attack_batch: usize,
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -1,12 +1,17 @@
 //! `advtrain bench`: throughput of inference, PGD-10 and adversarial training steps on
 //! random inputs (Fashion-MNIST-shaped unless `--input-shape`), with achieved GFLOP/s beside
-//! the CPU's estimated peak; with `--check-against`, first whether the device computes what
-//! the reference device does. The measuring lives in [`advtrain::bench`] and
+//! the CPU's estimated peak; the wall time of whole attacks (AutoAttack, Square, APGD-T) on
+//! a trained run's test points (`--run`); with `--check-against`, first whether the device
+//! computes what the reference device does. The measuring lives in [`advtrain::bench`] and
 //! [`advtrain::device_check`].
 
-use advtrain::bench::{self, BenchConfig, BenchReport, Measurement};
+use advtrain::bench::{
+    self, AttackBenchConfig, AttackMeasurement, AttackWorkload, BenchConfig, BenchReport,
+    Measurement,
+};
 use advtrain::device_check::{self, Agreement};
 use advtrain::model::{ModelKind, ModelShape};
+use advtrain::run::RunDir;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 
@@ -28,11 +33,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|m| m.trim().parse::<ModelKind>())
         .collect::<advtrain::Result<Vec<_>>>()?;
     let onnx = onnx.iter().map(|m| m.trim().into()).collect();
-    let workloads = args
-        .workloads
-        .iter()
-        .map(|w| w.trim().parse::<bench::Workload>())
-        .collect::<advtrain::Result<Vec<_>>>()?;
+    let (workloads, attack_workloads) = split_workloads(&args.workloads)?;
+    let throughput = !workloads.is_empty();
     let shape = args.shape()?;
     if let Some(reference) = &args.check_against {
         check_device(&models, &shape, &common::device(reference)?, &device, args)?;
@@ -47,8 +49,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         warmup: args.warmup,
         seed: 0,
     };
-    config.validate()?;
-    config.check_memory(bench::available_memory())?;
+    if throughput {
+        config.validate()?;
+        config.check_memory(bench::available_memory())?;
+    }
     let threads = Some(
         args.common
             .threads
@@ -56,7 +60,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     let table = !args.json;
     let verbose = !args.common.quiet;
-    if table {
+    if !table && verbose {
+        eprintln!("advtrain bench: measuring (results as JSON at the end)...");
+    } else if table && throughput {
         println!(
             "advtrain {} bench: batch {}, {} warm-up + {} timed reps (median [min..max]), random {} inputs, 10 classes",
             advtrain::VERSION,
@@ -69,8 +75,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "{:<10} {:<13} {:>28} {:>11} {:>9}",
             "model", "workload", "images/s median [min..max]", "s/batch", "GFLOP/s"
         );
-    } else if verbose {
-        eprintln!("advtrain bench: measuring (results as JSON at the end)...");
     }
     let mut on_done = |m: &Measurement| {
         if table {
@@ -79,9 +83,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             eprintln!("  {}", row(m));
         }
     };
-    let report = bench::run(&config, &device, threads, &mut on_done)?;
-    if table {
+    let mut report = if !throughput {
+        BenchReport::new(&config, threads, Vec::new())
+    } else {
+        bench::run(&config, &device, threads, &mut on_done)?
+    };
+    if table && throughput {
         print_footer(&report);
+    }
+    if !attack_workloads.is_empty() {
+        report.attacks = bench_attacks(args, attack_workloads, &device, table)?;
     }
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {
@@ -94,6 +105,102 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{json}");
     }
     Ok(())
+}
+
+/// The throughput workloads and the attack workloads named by `--workloads`.
+fn split_workloads(names: &[String]) -> Result<(Vec<bench::Workload>, Vec<AttackWorkload>)> {
+    let (mut throughput, mut attacks) = (Vec::new(), Vec::new());
+    for name in names.iter().map(|n| n.trim()) {
+        if let Ok(w) = name.parse::<AttackWorkload>() {
+            attacks.push(w);
+        } else {
+            throughput.push(name.parse::<bench::Workload>().map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown workload '{name}': expected forward, pgd10, fgsm-rs-step, \
+                     pgd-at-step, autoattack, square or apgd-t"
+                )
+            })?);
+        }
+    }
+    Ok((throughput, attacks))
+}
+
+/// Times the attack workloads on the model of `--run` over its first `--limit` test points,
+/// printing a line per attack (to stderr with --json).
+fn bench_attacks(
+    args: &BenchArgs,
+    workloads: Vec<AttackWorkload>,
+    device: &Device,
+    table: bool,
+) -> Result<Vec<AttackMeasurement>> {
+    let Some(run) = &args.run else {
+        bail!(
+            "the attack workloads ({}) attack a trained model on its test points: pass --run DIR (a run of `advtrain train` or `advtrain eval --model`)",
+            workloads.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let dir = RunDir::open(run)?;
+    let config = dir.config()?;
+    let model = dir.load_model(&config, device)?;
+    let data = config.test_set(None, Some(args.limit))?;
+    let attack_config = AttackBenchConfig {
+        workloads,
+        threat: config.attack_threat(None, None)?,
+        batch_size: args.attack_batch,
+        reps: args.attack_reps,
+        seed: 0,
+    };
+    let say = |line: String| {
+        if table {
+            println!("{line}");
+        } else if !args.common.quiet {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
+        "attacks on {} ({}), first {} test points, {}, batch {}, {} timed run(s) each (median [min..max]):",
+        run.display(),
+        config.model,
+        data.len(),
+        attack_config.threat.describe(),
+        attack_config.batch_size,
+        attack_config.reps
+    ));
+    let name = run.display().to_string();
+    let mut on_done = |m: &AttackMeasurement| say(attack_row(m));
+    Ok(bench::bench_attacks(
+        &name,
+        &model,
+        &data,
+        &attack_config,
+        &mut on_done,
+    )?)
+}
+
+/// One attack's line: time, points/s, clean and robust accuracy, and each stage's share.
+fn attack_row(m: &AttackMeasurement) -> String {
+    let stages: Vec<String> = m
+        .stages
+        .iter()
+        .map(|s| {
+            let name = s.attack.split_whitespace().next().unwrap_or_default();
+            format!(
+                "{name} {:.1} s ({} of {} broken)",
+                s.seconds, s.broken, s.attacked
+            )
+        })
+        .collect();
+    format!(
+        "  {:<11} {:>8.1} s [{:.1}..{:.1}] {:>7.1} points/s  clean {:.2}%  robust {:.2}%  | {}",
+        m.workload,
+        m.seconds_median,
+        m.seconds_min,
+        m.seconds_max,
+        m.points_per_s_median,
+        100.0 * m.clean_accuracy,
+        100.0 * m.robust_accuracy,
+        stages.join(", ")
+    )
 }
 
 /// Compares `device` with `reference` on every zoo model, prints one line per quantity and

@@ -155,3 +155,97 @@ fn bench_refuses_a_malformed_input_shape() {
         "{err}"
     );
 }
+
+/// A one-epoch `mlp` run on the tiny generated data set, for the attack workloads.
+fn tiny_trained_run(root: &std::path::Path) -> std::path::PathBuf {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    crate::common::write_tiny_fashion(&data);
+    let run = root.join("run");
+    crate::common::run_ok(
+        bin()
+            .args([
+                "train", "--model", "mlp", "--method", "fgsm-rs", "--eps", "0.1",
+            ])
+            .args(["--epochs", "1", "--val-size", "50", "--final-steps", "3"])
+            .args(["--seed", "3", "-q", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&run),
+    );
+    run
+}
+
+#[test]
+fn attack_workloads_time_whole_attacks_of_a_trained_run_with_their_robust_accuracy() {
+    let root = crate::common::scratch("bench-attacks");
+    let run = tiny_trained_run(&root);
+    let out = bin()
+        .args(["bench", "--run"])
+        .arg(&run)
+        .args(["--limit", "8", "--attack-batch", "4", "--attack-reps", "2"])
+        .args(["--workloads", "apgd-t,square", "--json", "-q"])
+        .output()
+        .expect("advtrain runs");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["results"].as_array().unwrap().len(),
+        0,
+        "no throughput workload asked"
+    );
+    let attacks = v["attacks"].as_array().unwrap();
+    let names: Vec<&str> = attacks
+        .iter()
+        .map(|a| a["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["square", "apgd-t"],
+        "reported in the canonical order"
+    );
+    for a in attacks {
+        assert_eq!(a["points"], 8);
+        let (min, med, max) = (
+            a["seconds_min"].as_f64().unwrap(),
+            a["seconds_median"].as_f64().unwrap(),
+            a["seconds_max"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= med && med <= max, "{a}");
+        let clean = a["clean_accuracy"].as_f64().unwrap();
+        let robust = a["robust_accuracy"].as_f64().unwrap();
+        assert!((0.0..=clean).contains(&robust), "{a}");
+        let stages = a["stages"].as_array().unwrap();
+        assert_eq!(stages.len(), 1, "one attack, one stage: {a}");
+        let attacked = stages[0]["attacked"].as_u64().unwrap();
+        assert_eq!(
+            attacked as f64,
+            (clean * 8.0).round(),
+            "only the clean-correct points are attacked: {a}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn attack_workloads_need_a_run_and_unknown_workloads_list_both_kinds() {
+    let err = crate::common::run_err(bin().args(["bench", "--workloads", "square", "-q"]));
+    assert!(err.contains("pass --run DIR"), "{err}");
+    let err = crate::common::run_err(bin().args(["bench", "--workloads", "fab", "-q"]));
+    assert!(
+        err.contains("unknown workload 'fab'") && err.contains("apgd-t") && err.contains("pgd10"),
+        "{err}"
+    );
+    let root = crate::common::scratch("bench-attacks-norun");
+    let err = crate::common::run_err(
+        bin()
+            .args(["bench", "--workloads", "autoattack", "-q", "--run"])
+            .arg(root.join("missing")),
+    );
+    assert!(err.contains("missing"), "names the directory: {err}");
+    let _ = std::fs::remove_dir_all(&root);
+}

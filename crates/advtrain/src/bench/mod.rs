@@ -1,5 +1,7 @@
 //! Throughput benchmarks: clean inference, PGD-10 attacks and adversarial training steps,
-//! timed on random inputs, with achieved GFLOP/s beside an estimate of the CPU's peak.
+//! timed on random inputs, with achieved GFLOP/s beside an estimate of the CPU's peak; and
+//! ([`attacks`]) the wall time of whole evaluations (AutoAttack, Square, APGD-T) of a trained
+//! model on fixed test points, with the robust accuracy they reach.
 //!
 //! # Conventions
 //!
@@ -17,6 +19,8 @@
 //! * The peak is `cores × clock × FLOPs/cycle/core`, with 32 f32 FLOPs per cycle for
 //!   AVX2+FMA (two 8-wide FMA units), 64 for AVX-512F and 16 otherwise ([`PeakEstimate`]).
 
+pub mod attacks;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +35,8 @@ use crate::model::{Classifier, ModelKind, ModelShape, ZooModel};
 use crate::rng;
 use crate::threat::ThreatModel;
 use crate::train::{MethodConfig, OptimizerConfig, StepContext};
+
+pub use attacks::{bench_attacks, AttackBenchConfig, AttackMeasurement, AttackWorkload};
 
 /// The L∞ radius used by every attack workload.
 pub const BENCH_EPS: f32 = 0.1;
@@ -417,19 +423,7 @@ impl Measurement {
         flops_per_image: f64,
         times: &[f64],
     ) -> Self {
-        let mut t = times.to_vec();
-        t.sort_by(f64::total_cmp);
-        let median = if t.is_empty() {
-            f64::NAN
-        } else if t.len() % 2 == 1 {
-            t[t.len() / 2]
-        } else {
-            (t[t.len() / 2 - 1] + t[t.len() / 2]) / 2.0
-        };
-        let (fastest, slowest) = (
-            t.first().copied().unwrap_or(f64::NAN),
-            t.last().copied().unwrap_or(f64::NAN),
-        );
+        let (median, fastest, slowest) = median_min_max(times);
         let ips = |s: f64| batch as f64 / s;
         Self {
             model: model.to_string(),
@@ -445,6 +439,21 @@ impl Measurement {
             gflops_median: ips(median) * flops_per_image / 1e9,
         }
     }
+}
+
+/// Median, minimum and maximum of a list of times (all NaN for an empty list).
+fn median_min_max(times: &[f64]) -> (f64, f64, f64) {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    let median = match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => t[n / 2],
+        _ => (t[n / 2 - 1] + t[n / 2]) / 2.0,
+    };
+    let first = t.first().copied().unwrap_or(f64::NAN);
+    let last = t.last().copied().unwrap_or(f64::NAN);
+    (median, first, last)
 }
 
 /// The machine the benchmark ran on.
@@ -575,6 +584,32 @@ pub struct BenchReport {
     /// One measurement per (model, workload) pair, models in configured order, workloads
     /// in [`Workload::ALL`] order.
     pub results: Vec<Measurement>,
+    /// Whole attacks of a trained model on fixed points ([`bench_attacks`]); absent when
+    /// none was asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<AttackMeasurement>,
+}
+
+impl BenchReport {
+    /// A report of `results` measured under `config` on this machine with `threads`.
+    pub fn new(config: &BenchConfig, threads: Option<usize>, results: Vec<Measurement>) -> Self {
+        let machine = Machine::detect(threads);
+        let peak = PeakEstimate::detect(machine.threads);
+        BenchReport {
+            date: rfc3339_utc(SystemTime::now()),
+            machine,
+            framework: "advtrain".to_string(),
+            advtrain_version: crate::VERSION.to_string(),
+            batch: config.batch,
+            input: image_size(&config.shape),
+            reps: config.reps,
+            warmup: config.warmup,
+            conventions: CONVENTIONS.to_string(),
+            peak,
+            results,
+            attacks: Vec::new(),
+        }
+    }
 }
 
 /// `time` as RFC 3339 in UTC, whole seconds (`1970-01-01T00:00:00Z`).
@@ -780,8 +815,6 @@ pub fn run(
 ) -> Result<BenchReport> {
     config.validate()?;
     config.check_memory(available_memory())?;
-    let machine = Machine::detect(threads);
-    let peak = PeakEstimate::detect(machine.threads);
     let mut results = Vec::new();
     for &kind in &config.models {
         results.extend(bench_model(kind, config, device, on_done)?);
@@ -789,19 +822,7 @@ pub fn run(
     for path in &config.onnx {
         results.extend(bench_onnx(path, config, device, on_done)?);
     }
-    Ok(BenchReport {
-        date: rfc3339_utc(SystemTime::now()),
-        machine,
-        framework: "advtrain".to_string(),
-        advtrain_version: crate::VERSION.to_string(),
-        batch: config.batch,
-        input: image_size(&config.shape),
-        reps: config.reps,
-        warmup: config.warmup,
-        conventions: CONVENTIONS.to_string(),
-        peak,
-        results,
-    })
+    Ok(BenchReport::new(config, threads, results))
 }
 
 impl FromStr for Workload {
@@ -872,6 +893,9 @@ mod tests {
         assert_eq!(m.images_per_s_max, 10.0);
         assert_eq!(m.images_per_s_min, 2.5);
         assert_eq!(m.gflops_median, 5.0);
+        assert_eq!(median_min_max(&[4.0, 1.0]), (2.5, 1.0, 4.0));
+        let (median, min, max) = median_min_max(&[]);
+        assert!(median.is_nan() && min.is_nan() && max.is_nan());
     }
 
     #[test]

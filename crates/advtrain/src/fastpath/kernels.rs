@@ -708,10 +708,33 @@ mod tests {
         }
     }
 
-    fn geometries() -> [ConvGeometry; 3] {
+    fn geometries() -> [ConvGeometry; 5] {
         let mut strided = padding_only_columns();
         strided.stride = [1, 2];
-        [geometry(), padding_only_columns(), strided]
+        // Width stride 3 with dilation 2.
+        let mut stride_3 = geometry();
+        stride_3.stride = [2, 3];
+        stride_3.dilation = [2, 2];
+        // small-cnn's layers: 4×4, stride 2, padding 1, on an odd-sized image.
+        let small_cnn = ConvGeometry {
+            batch: 2,
+            channels_in: 3,
+            height: 9,
+            width: 9,
+            channels_out: 5,
+            kernel: [4, 4],
+            stride: [2, 2],
+            padding_begin: [1, 1],
+            padding_end: [1, 1],
+            dilation: [1, 1],
+        };
+        [
+            geometry(),
+            padding_only_columns(),
+            strided,
+            stride_3,
+            small_cnn,
+        ]
     }
 
     fn geometry() -> ConvGeometry {
