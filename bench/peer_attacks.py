@@ -82,8 +82,6 @@ def predict(net, x, bs):
 
 def evaluate(workload, net, x, y, norm, eps, bs):
     """One timed run: (seconds, clean accuracy, robust accuracy, stages)."""
-    import torch
-
     start = time.perf_counter()
     robust = predict(net, x, bs) == y
     clean = float(robust.float().mean())

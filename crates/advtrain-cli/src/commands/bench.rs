@@ -83,10 +83,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             eprintln!("  {}", row(m));
         }
     };
-    let mut report = if !throughput {
-        BenchReport::new(&config, threads, Vec::new())
-    } else {
+    let mut report = if throughput {
         bench::run(&config, &device, threads, &mut on_done)?
+    } else {
+        BenchReport::new(&config, threads, Vec::new())
     };
     if table && throughput {
         print_footer(&report);
