@@ -71,151 +71,276 @@ impl ConvGeometry {
     }
 }
 
-/// Every layer unfolds through a zero-padded copy of the image: there, kernel tap
-/// `(c, i, j)` of output position `t` sits at `base(c, i, j) + offsets[t]`, with one
-/// `offsets` table for all taps, so no row needs bounds arithmetic for the padding.
-/// Strided layers (`small-cnn`'s) gather each column row through the table, branch-free.
-/// Layers of stride 1 along the width (`madry-cnn`'s) copy each output row's taps as
-/// one contiguous run, in 8-float blocks; with per-row range checks and fills (the
-/// previous unfold) the many short rows cost more than the copying.
+/// Every layer unfolds through a zero-padded copy of the image stored by *width phase*:
+/// padded row `y` is split into `s` (the width stride) runs of `wq = ⌈Wp / s⌉` floats,
+/// run `r` holding the columns `x ≡ r (mod s)` in order. Then the taps of one kernel
+/// position `(c, i, j)` along one output row are `OW` consecutive floats for every
+/// stride, so im2col and col2im move contiguous rows (copied in SIMD-sized blocks)
+/// with no bounds arithmetic for the padding. With stride 1 the layout is the plain
+/// padded image. The strided layers (`small-cnn`'s) used to gather through an offset
+/// table one float at a time, a third of a forward pass's time; splitting the phases
+/// touches each input float once per image instead of once per tap.
 struct PaddedTaps {
-    /// Padded height and width.
+    /// Padded height.
     hp: usize,
-    wp: usize,
-    /// `offsets[t]` for output position `t = oy·OW + ox`.
-    offsets: Vec<usize>,
+    /// Width stride: how many phases a padded row is split into.
+    phases: usize,
+    /// Length of one phase's run.
+    wq: usize,
     /// Output width.
     ow: usize,
-    /// Whether an output row's taps are contiguous in the padded image (stride 1 along
-    /// the width).
-    rows_contiguous: bool,
+    /// Per phase, the image columns it holds: `(first, at, count)` are the first image
+    /// column, where it goes in the padded row, and how many (every `phases`-th
+    /// column). Computed once: per row, the divisions cost more than the copying.
+    runs: Vec<(usize, usize, usize)>,
+    /// Where kernel position `(i, j)` (index `i·kw + j`) of output position 0 lies
+    /// within a channel's plane; computed once for the same reason.
+    taps: Vec<usize>,
 }
 
 impl PaddedTaps {
     fn new(g: &ConvGeometry) -> Self {
-        let [oh, ow] = g.out();
+        let [_, ow] = g.out();
         let hp = g.height + g.padding_begin[0] + g.padding_end[0];
         let wp = g.width + g.padding_begin[1] + g.padding_end[1];
-        let offsets = (0..oh)
-            .flat_map(|oy| (0..ow).map(move |ox| oy * g.stride[0] * wp + ox * g.stride[1]))
+        let (phases, left) = (g.stride[1], g.padding_begin[1]);
+        let wq = wp.div_ceil(phases);
+        let runs = (0..phases)
+            .map(|phase| {
+                let first = (phase + phases - left % phases) % phases;
+                let count = g.width.saturating_sub(first).div_ceil(phases);
+                (first, phase * wq + (first + left) / phases, count)
+            })
+            .collect();
+        let [kh, kw] = g.kernel;
+        let taps = (0..kh * kw)
+            .map(|t| {
+                let (i, x) = (t / kw * g.dilation[0], t % kw * g.dilation[1]);
+                i * phases * wq + (x % phases) * wq + x / phases
+            })
             .collect();
         Self {
             hp,
-            wp,
-            offsets,
+            phases,
+            wq,
             ow,
-            rows_contiguous: g.stride[1] == 1,
+            runs,
+            taps,
         }
     }
 
-    /// Where tap `(c, i, j)` of output position 0 lies in the padded image.
-    fn base(&self, g: &ConvGeometry, c: usize, i: usize, j: usize) -> usize {
-        c * self.hp * self.wp + i * g.dilation[0] * self.wp + j * g.dilation[1]
+    /// Floats per padded row (all its phases).
+    fn row_len(&self) -> usize {
+        self.phases * self.wq
     }
 
-    /// Distance in the padded image between the taps of consecutive output rows.
+    /// Floats per padded channel.
+    fn plane(&self) -> usize {
+        self.hp * self.row_len()
+    }
+
+    /// Every tap `(c, i, j)` with its column-matrix row and where its output
+    /// position 0 lies in the phase layout, in row order.
+    fn rows(&self, g: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let plane = self.plane();
+        (0..g.channels_in).flat_map(move |c| {
+            let first = c * self.taps.len();
+            let taps = self.taps.iter().enumerate();
+            taps.map(move |(t, &at)| (first + t, c * plane + at))
+        })
+    }
+
+    /// Distance in the phase layout between the taps of consecutive output rows.
     fn row_step(&self, g: &ConvGeometry) -> usize {
-        g.stride[0] * self.wp
+        g.stride[0] * self.row_len()
     }
 
-    /// Copy `image` `[C_in, H, W]` into the interior of `padded` (zero border).
+    /// Image row `y` of channel `c`: where its padded row starts in the layout.
+    fn row_at(&self, g: &ConvGeometry, c: usize, y: usize) -> usize {
+        c * self.plane() + (y + g.padding_begin[0]) * self.row_len()
+    }
+
+    /// Copy `image` `[C_in, H, W]` into the phase layout `padded` (zero border).
     fn pad(&self, g: &ConvGeometry, image: &[f32], padded: &mut Vec<f32>) {
         padded.clear();
-        padded.resize(g.channels_in * self.hp * self.wp, 0.0);
+        padded.resize(g.channels_in * self.plane(), 0.0);
         let (h, w) = (g.height, g.width);
         for c in 0..g.channels_in {
             for y in 0..h {
-                let at =
-                    c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
-                copy_row(
-                    &mut padded[at..at + w],
-                    &image[(c * h + y) * w..(c * h + y + 1) * w],
-                );
+                let src = &image[(c * h + y) * w..(c * h + y + 1) * w];
+                let row = &mut padded[self.row_at(g, c, y)..][..self.row_len()];
+                match self.phases {
+                    1 => copy_row(&mut row[g.padding_begin[1]..][..w], src),
+                    2 => self.split_two_phases(row, src),
+                    _ => {
+                        for &(first, at, count) in &self.runs {
+                            for (k, d) in row[at..at + count].iter_mut().enumerate() {
+                                *d = src[first + k * self.phases];
+                            }
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// For width stride 2: where in a padded row the even image columns start and
+    /// where the odd ones do (each a run of consecutive floats).
+    fn two_phase_starts(&self) -> (usize, usize) {
+        let [(first_0, at_0, _), (_, at_1, _)] = [self.runs[0], self.runs[1]];
+        if first_0 == 0 {
+            (at_0, at_1)
+        } else {
+            (at_1, at_0)
+        }
+    }
+
+    /// One image row into its padded row for width stride 2: the even and the odd
+    /// columns as two runs, four pairs at a time (a block the compiler turns into
+    /// shuffles, where the general path moves one float at a time).
+    fn split_two_phases(&self, row: &mut [f32], src: &[f32]) {
+        let (even_at, odd_at) = self.two_phase_starts();
+        let pairs = src.len() / 2;
+        if src.len() % 2 == 1 {
+            row[even_at + pairs] = src[2 * pairs];
+        }
+        let (even, odd) = disjoint_runs(row, even_at, odd_at, pairs);
+        if pairs < 4 {
+            for (k, pair) in src.chunks_exact(2).enumerate() {
+                even[k] = pair[0];
+                odd[k] = pair[1];
+            }
+            return;
+        }
+        let mut block = |k: usize| {
+            let b: [f32; 8] = src[2 * k..2 * k + 8].try_into().expect("8 floats");
+            even[k..k + 4].copy_from_slice(&[b[0], b[2], b[4], b[6]]);
+            odd[k..k + 4].copy_from_slice(&[b[1], b[3], b[5], b[7]]);
+        };
+        for_blocks_of_four(pairs, &mut block);
+    }
+
+    /// The inverse of [`Self::split_two_phases`]: a padded row's two runs back into
+    /// one image row, interleaved four pairs at a time.
+    fn merge_two_phases(&self, row: &[f32], dst: &mut [f32]) {
+        let (even_at, odd_at) = self.two_phase_starts();
+        let pairs = dst.len() / 2;
+        if dst.len() % 2 == 1 {
+            dst[2 * pairs] = row[even_at + pairs];
+        }
+        let (even, odd) = (&row[even_at..even_at + pairs], &row[odd_at..odd_at + pairs]);
+        if pairs < 4 {
+            for (k, pair) in dst.chunks_exact_mut(2).enumerate() {
+                pair.copy_from_slice(&[even[k], odd[k]]);
+            }
+            return;
+        }
+        let mut block = |k: usize| {
+            let (e, o): ([f32; 4], [f32; 4]) = (
+                even[k..k + 4].try_into().expect("4 floats"),
+                odd[k..k + 4].try_into().expect("4 floats"),
+            );
+            let b = [e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3]];
+            dst[2 * k..2 * k + 8].copy_from_slice(&b);
+        };
+        for_blocks_of_four(pairs, &mut block);
     }
 
     fn im2col(&self, g: &ConvGeometry, padded: &[f32], col: &mut [f32], ld: usize, offset: usize) {
-        let p = self.offsets.len();
-        let [kh, kw] = g.kernel;
-        let (ow, step) = (self.ow, self.row_step(g));
-        for c in 0..g.channels_in {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let row = (c * kh + i) * kw + j;
-                    let src = &padded[self.base(g, c, i, j)..];
-                    let dst = &mut col[row * ld + offset..row * ld + offset + p];
-                    if self.rows_contiguous {
-                        for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
-                            copy_row(out_row, &src[oy * step..oy * step + ow]);
-                        }
-                    } else {
-                        for (d, &o) in dst.iter_mut().zip(&self.offsets) {
-                            *d = src[o];
-                        }
-                    }
-                }
+        let (ow, step, p) = (self.ow, self.row_step(g), g.cols());
+        for (row, at) in self.rows(g) {
+            let src = &padded[at..];
+            let dst = &mut col[row * ld + offset..row * ld + offset + p];
+            for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
+                copy_row(out_row, &src[oy * step..oy * step + ow]);
             }
         }
     }
 
-    /// Add columns `offset..offset + P` of `col` into the padded image `padded`.
+    /// Add columns `offset..offset + P` of `col` into the phase layout `padded`.
     fn col2im(&self, g: &ConvGeometry, col: &[f32], ld: usize, offset: usize, padded: &mut [f32]) {
-        let p = self.offsets.len();
-        let [kh, kw] = g.kernel;
-        let (ow, step) = (self.ow, self.row_step(g));
-        for c in 0..g.channels_in {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let row = (c * kh + i) * kw + j;
-                    let dst = &mut padded[self.base(g, c, i, j)..];
-                    let src = &col[row * ld + offset..row * ld + offset + p];
-                    if self.rows_contiguous {
-                        for (oy, in_row) in src.chunks_exact(ow).enumerate() {
-                            let d = &mut dst[oy * step..oy * step + ow];
-                            d.iter_mut().zip(in_row).for_each(|(d, s)| *d += *s);
-                        }
-                    } else {
-                        for (s, &o) in src.iter().zip(&self.offsets) {
-                            dst[o] += *s;
-                        }
-                    }
-                }
+        let (ow, step, p) = (self.ow, self.row_step(g), g.cols());
+        for (row, at) in self.rows(g) {
+            let dst = &mut padded[at..];
+            let src = &col[row * ld + offset..row * ld + offset + p];
+            for (oy, in_row) in src.chunks_exact(ow).enumerate() {
+                let d = &mut dst[oy * step..oy * step + ow];
+                d.iter_mut().zip(in_row).for_each(|(d, s)| *d += *s);
             }
         }
     }
 
-    /// The interior of `padded` into `image`.
+    /// The interior of the phase layout `padded` into `image`.
     fn unpad(&self, g: &ConvGeometry, padded: &[f32], image: &mut [f32]) {
         let (h, w) = (g.height, g.width);
         for c in 0..g.channels_in {
             for y in 0..h {
-                let at =
-                    c * self.hp * self.wp + (y + g.padding_begin[0]) * self.wp + g.padding_begin[1];
-                copy_row(
-                    &mut image[(c * h + y) * w..(c * h + y + 1) * w],
-                    &padded[at..at + w],
-                );
+                let dst = &mut image[(c * h + y) * w..(c * h + y + 1) * w];
+                let row = &padded[self.row_at(g, c, y)..][..self.row_len()];
+                match self.phases {
+                    1 => copy_row(dst, &row[g.padding_begin[1]..][..w]),
+                    2 => self.merge_two_phases(row, dst),
+                    _ => {
+                        for &(first, at, count) in &self.runs {
+                            for (k, v) in row[at..at + count].iter().enumerate() {
+                                dst[first + k * self.phases] = *v;
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 }
 
+/// The two runs `row[a..a + len]` and `row[b..b + len]`, which do not overlap, borrowed
+/// mutably at once.
+fn disjoint_runs(row: &mut [f32], a: usize, b: usize, len: usize) -> (&mut [f32], &mut [f32]) {
+    if a < b {
+        let (head, tail) = row.split_at_mut(b);
+        (&mut head[a..a + len], &mut tail[..len])
+    } else {
+        let (head, tail) = row.split_at_mut(a);
+        (&mut tail[..len], &mut head[b..b + len])
+    }
+}
+
+/// Calls `block(k)` for blocks of four pairs covering `0..pairs` (`pairs >= 4`), the
+/// last block overlapping the one before (a row of 7 pairs is two blocks), so no pair
+/// is left to a scalar tail; the blocks write what they read, so overlap is harmless.
+fn for_blocks_of_four(pairs: usize, block: &mut impl FnMut(usize)) {
+    let mut k = 0;
+    while k + 4 < pairs {
+        block(k);
+        k += 4;
+    }
+    block(pairs - 4);
+}
+
 /// `dst.copy_from_slice(src)` for the short rows (a feature map's width) that im2col
-/// moves: 8-float blocks the compiler keeps in registers, the last one overlapping the
-/// one before (`14 = 8 + 8 − 2`), instead of one `memcpy` call per row, whose call
-/// overhead dominated a 14-float copy.
+/// moves: 8- or 4-float blocks the compiler keeps in registers, the last one
+/// overlapping the one before (`14 = 8 + 8 − 2`, `7 = 4 + 4 − 1`), instead of one
+/// `memcpy` call per row, whose call overhead dominated a 7- or 14-float copy.
 #[inline]
 fn copy_row(dst: &mut [f32], src: &[f32]) {
-    const B: usize = 8;
-    let n = dst.len();
-    assert_eq!(n, src.len());
-    if n < B {
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
-        return;
+    assert_eq!(dst.len(), src.len());
+    if dst.len() >= 8 {
+        copy_blocks::<8>(dst, src);
+    } else if dst.len() >= 4 {
+        copy_blocks::<4>(dst, src);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
     }
+}
+
+/// `copy_row` in `B`-float blocks; `dst.len() >= B`.
+#[inline]
+fn copy_blocks<const B: usize>(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
     let block = |dst: &mut [f32], at: usize| {
-        let b: [f32; B] = src[at..at + B].try_into().expect("8 floats");
+        let b: [f32; B] = src[at..at + B].try_into().expect("B floats");
         dst[at..at + B].copy_from_slice(&b);
     };
     let mut at = 0;
@@ -264,7 +389,7 @@ impl<'a> Unfolder<'a> {
     ) {
         let t = &self.taps;
         scratch.clear();
-        scratch.resize(self.g.channels_in * t.hp * t.wp, 0.0);
+        scratch.resize(self.g.channels_in * t.plane(), 0.0);
         t.col2im(self.g, col, ld, offset, scratch);
         t.unpad(self.g, scratch, image);
     }
@@ -650,6 +775,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn phase_layout_round_trips_every_width_stride_and_padding() {
+        for (width, stride, left) in
+            (1..40).flat_map(|w| (1..4).flat_map(move |s| (0..3).map(move |l| (w, s, l))))
+        {
+            let g = ConvGeometry {
+                batch: 1,
+                channels_in: 2,
+                height: 3,
+                width,
+                channels_out: 1,
+                kernel: [1, 1],
+                stride: [1, stride],
+                padding_begin: [1, left],
+                padding_end: [0, 1],
+                dilation: [1, 1],
+            };
+            let taps = PaddedTaps::new(&g);
+            let image = values(g.image_len(), 7);
+            let mut padded = Vec::new();
+            taps.pad(&g, &image, &mut padded);
+            // The image's values and zeros elsewhere: the same nonzero values.
+            let nonzero = |v: &[f32]| {
+                let mut v: Vec<f32> = v.iter().copied().filter(|x| *x != 0.0).collect();
+                v.sort_by(f32::total_cmp);
+                v
+            };
+            assert_eq!(nonzero(&padded), nonzero(&image), "{width} {stride} {left}");
+            let mut back = vec![f32::NAN; image.len()];
+            taps.unpad(&g, &padded, &mut back);
+            assert_eq!(
+                back, image,
+                "width {width}, stride {stride}, left padding {left}"
+            );
+        }
+    }
+
     /// Plain seven-loop convolution, the reference for the kernels.
     fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         let [oh, ow] = g.out();
@@ -708,7 +870,7 @@ mod tests {
         }
     }
 
-    fn geometries() -> [ConvGeometry; 5] {
+    fn geometries() -> [ConvGeometry; 7] {
         let mut strided = padding_only_columns();
         strided.stride = [1, 2];
         // Width stride 3 with dilation 2.
@@ -728,12 +890,37 @@ mod tests {
             padding_end: [1, 1],
             dilation: [1, 1],
         };
+        // small-cnn's first layer at its size: rows of 14 pairs, several blocks of four.
+        let small_cnn_28 = ConvGeometry {
+            batch: 1,
+            channels_in: 1,
+            height: 28,
+            width: 28,
+            channels_out: 2,
+            ..small_cnn
+        };
+        // No left padding (the even columns land in the first phase) and an odd width
+        // of 7 pairs plus one (two overlapping blocks and a lone last column).
+        let unpadded_left = ConvGeometry {
+            batch: 2,
+            channels_in: 2,
+            height: 15,
+            width: 15,
+            channels_out: 3,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding_begin: [0, 0],
+            padding_end: [1, 1],
+            dilation: [1, 1],
+        };
         [
             geometry(),
             padding_only_columns(),
             strided,
             stride_3,
             small_cnn,
+            small_cnn_28,
+            unpadded_left,
         ]
     }
 
