@@ -594,11 +594,36 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(p, q)| p * q).sum()
 }
 
-/// Indices that sort `v` ascending.
+/// Indices that sort `v` ascending by `f32::total_cmp`, ties in index order (the order
+/// of a stable sort, on which the projections' running sums depend bit for bit).
+///
+/// Each entry is packed into one `u64`, its key's total-order bits above its index, and
+/// the packed values sorted unstably: the same order as a stable indirect sort, without
+/// its random reads of `v` for every comparison. The FAB projections sort every row of
+/// 784 coordinates in every iteration, and the indirect sort was a fifth of FAB-T's time.
 fn argsort(v: &[f32]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    idx
+    assert!(
+        v.len() <= u32::MAX as usize,
+        "argsort keeps indices in 32 bits"
+    );
+    let mut packed: Vec<u64> = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (u64::from(total_order_key(*x)) << 32) | i as u64)
+        .collect();
+    packed.sort_unstable();
+    packed.iter().map(|p| (p & 0xFFFF_FFFF) as usize).collect()
+}
+
+/// `x`'s bits mapped so that unsigned order is `f32::total_cmp`'s order: negative values
+/// have every bit flipped, the others only the sign bit (what `total_cmp` computes).
+fn total_order_key(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
 }
 
 /// The number of bisection steps of the reference: `ceil(log2(len))`.
@@ -859,6 +884,41 @@ mod tests {
             gap <= 1e-4 * scale.max(1.0),
             "missed the hyperplane by {gap}"
         );
+    }
+
+    #[test]
+    fn argsort_is_the_stable_total_order_sort() {
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-45,
+            f32::MAX,
+            f32::MIN,
+        ];
+        let mut state = 12345u32;
+        for len in [0usize, 1, 2, 7, 33, 784] {
+            let v: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                    // Few distinct values, so ties are common, and the special ones.
+                    match state >> 28 {
+                        0..=3 => specials[(state >> 8) as usize % specials.len()],
+                        _ => ((state >> 20) % 9) as f32 / 8.0,
+                    }
+                })
+                .collect();
+            let mut stable: Vec<usize> = (0..len).collect();
+            stable.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+            assert_eq!(argsort(&v), stable, "length {len}");
+        }
     }
 
     #[test]
