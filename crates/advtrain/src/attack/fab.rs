@@ -597,10 +597,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Indices that sort `v` ascending by `f32::total_cmp`, ties in index order (the order
 /// of a stable sort, on which the projections' running sums depend bit for bit).
 ///
-/// Each entry is packed into one `u64`, its key's total-order bits above its index, and
-/// the packed values sorted unstably: the same order as a stable indirect sort, without
-/// its random reads of `v` for every comparison. The FAB projections sort every row of
-/// 784 coordinates in every iteration, and the indirect sort was a fifth of FAB-T's time.
+/// A least-significant-byte-first radix sort of each coordinate's total-order key,
+/// carried packed with its index in one `u64`: every pass is stable, so ties stay in
+/// index order, and a pass whose byte is the same for every key is skipped. The FAB
+/// projections sort every row of 784 coordinates in every iteration: the comparison
+/// sort of the same packed values was a tenth of FAB-T's time, the indirect stable
+/// sort before it a fifth.
 fn argsort(v: &[f32]) -> Vec<usize> {
     assert!(
         v.len() <= u32::MAX as usize,
@@ -611,7 +613,29 @@ fn argsort(v: &[f32]) -> Vec<usize> {
         .enumerate()
         .map(|(i, x)| (u64::from(total_order_key(*x)) << 32) | i as u64)
         .collect();
-    packed.sort_unstable();
+    let mut spare = vec![0u64; packed.len()];
+    let byte = |p: u64, pass: usize| ((p >> (32 + 8 * pass)) & 0xFF) as usize;
+    let mut counts = [[0usize; 256]; 4];
+    for &p in &packed {
+        for (pass, c) in counts.iter_mut().enumerate() {
+            c[byte(p, pass)] += 1;
+        }
+    }
+    for (pass, c) in counts.iter().enumerate() {
+        if c.contains(&packed.len()) {
+            continue;
+        }
+        let mut starts = [0usize; 256];
+        for b in 1..256 {
+            starts[b] = starts[b - 1] + c[b - 1];
+        }
+        for &p in &packed {
+            let b = byte(p, pass);
+            spare[starts[b]] = p;
+            starts[b] += 1;
+        }
+        std::mem::swap(&mut packed, &mut spare);
+    }
     packed.iter().map(|p| (p & 0xFFFF_FFFF) as usize).collect()
 }
 
@@ -918,6 +942,16 @@ mod tests {
             let mut stable: Vec<usize> = (0..len).collect();
             stable.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
             assert_eq!(argsort(&v), stable, "length {len}");
+            // and a row of distinct values over several binades, as FAB's are
+            let v: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+                })
+                .collect();
+            let mut stable: Vec<usize> = (0..len).collect();
+            stable.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+            assert_eq!(argsort(&v), stable, "distinct values, length {len}");
         }
     }
 
