@@ -11,7 +11,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::kernels::{matmul, relu_value, transpose};
+use super::kernels::{matmul, relu_value, transpose, zeroed};
 
 /// Multiply-adds above which GEMM splits one product across threads (burn-flex's cut-off).
 const PARALLEL_MACS: usize = 192 * 192 * 192;
@@ -34,7 +34,7 @@ pub fn linear_forward(
     relu: bool,
 ) -> Vec<f32> {
     let n = x.len().checked_div(d_in).unwrap_or(0);
-    let mut out = vec![0.0f32; n * d_out];
+    let mut out = zeroed(n * d_out);
     if out.is_empty() {
         return out;
     }
@@ -78,7 +78,7 @@ pub fn linear_backward_input_transposed(
     d_out: usize,
 ) -> Vec<f32> {
     let n = grad.len().checked_div(d_out).unwrap_or(0);
-    let mut dx = vec![0.0f32; n * d_in];
+    let mut dx = zeroed(n * d_in);
     if dx.is_empty() || d_out == 0 {
         return dx;
     }

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::zeroed;
+
 /// Pooled output size of one plane (floor mode: a ragged edge is dropped).
 pub fn pooled(height: usize, width: usize, kernel: [usize; 2]) -> [usize; 2] {
     [height / kernel[0], width / kernel[1]]
@@ -38,7 +40,7 @@ pub fn max_pool2d_forward(
     kernel: [usize; 2],
 ) -> Vec<f32> {
     let [oh, ow] = pooled(height, width, kernel);
-    let mut out = vec![0.0f32; planes * oh * ow];
+    let mut out = zeroed(planes * oh * ow);
     if out.is_empty() {
         return out;
     }
@@ -96,7 +98,7 @@ pub fn max_pool2d_backward(
     kernel: [usize; 2],
 ) -> Vec<f32> {
     let [oh, ow] = pooled(height, width, kernel);
-    let mut dx = vec![0.0f32; planes * height * width];
+    let mut dx = zeroed(planes * height * width);
     if oh * ow == 0 || dx.is_empty() {
         return dx;
     }
