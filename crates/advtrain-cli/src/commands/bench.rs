@@ -84,7 +84,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     };
     let mut report = if throughput {
-        bench::run(&config, &device, threads, &mut on_done)?
+        common::on_pool_worker(|| bench::run(&config, &device, threads, &mut on_done))?
     } else {
         BenchReport::new(&config, threads, Vec::new())
     };
@@ -92,7 +92,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print_footer(&report);
     }
     if !attack_workloads.is_empty() {
-        report.attacks = bench_attacks(args, attack_workloads, &device, table)?;
+        report.attacks =
+            common::on_pool_worker(|| bench_attacks(args, attack_workloads, &device, table))?;
     }
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {

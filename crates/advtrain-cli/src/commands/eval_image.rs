@@ -27,7 +27,7 @@ pub fn run(args: &EvalArgs, dir: RunDir) -> Result<()> {
     let device = args.common.setup()?;
     let config = dir.config()?;
     let model = dir.load_model(&config, &device)?;
-    evaluate(args, &dir, &config, &model, &device)
+    common::on_pool_worker(|| evaluate(args, &dir, &config, &model, &device))
 }
 
 /// `advtrain eval --model net.onnx`: imports the file into a run directory of its own
@@ -59,7 +59,8 @@ pub fn run_import(args: &EvalArgs) -> Result<()> {
         &config.onnx.as_ref().map_or("", |o| o.sha256.as_str())[..12]
     );
     println!("run directory:    {}", dir.path().display());
-    evaluate(args, &dir, &config, &ImageModel::Onnx(onnx), &device)
+    let model = ImageModel::Onnx(onnx);
+    common::on_pool_worker(|| evaluate(args, &dir, &config, &model, &device))
 }
 
 /// What `eval --model` asks to import: the file, its input flags, the data, the radius.
