@@ -487,7 +487,8 @@ fn single_run<M: Classifier>(
 
     for i in 0..steps {
         let a = if i > 0 { 0.75 } else { 1.0 };
-        let next = if threat.norm == Norm::Linf {
+        // (`f32::clamp` panics on a NaN bound: such a radius keeps the tensor form's NaNs.)
+        let next = if threat.norm == Norm::Linf && threat.eps >= 0.0 {
             linf_momentum_step(threat.eps, x, &x_adv, &x_old, &grad, &step, a)
         } else {
             tensor_momentum_step(threat, x, &x_adv, x_old, &grad, &step, a)

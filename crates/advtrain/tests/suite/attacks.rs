@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use advtrain::attack::{Attack, AttackLoss, Fgsm, Pgd, TargetMode};
+use advtrain::attack::{Apgd, Attack, AttackLoss, Fgsm, Pgd, TargetMode};
 use advtrain::data::synthetic;
 use advtrain::eval::evaluate;
 use advtrain::model::{Classifier, ModelKind};
@@ -205,4 +205,22 @@ fn targeted_pgd_reaches_its_target() {
         hit as f64 / 200.0 >= 0.9,
         "targeted PGD reached its target on only {hit}/200"
     );
+}
+
+/// A radius that `ThreatModel::validate` refuses still does not panic inside APGD when a
+/// library caller skips the check: the fused L∞ step (whose `f32::clamp` panics on a NaN
+/// bound) is only taken for a radius `>= 0`, and a NaN radius keeps the tensor form's NaNs.
+#[test]
+fn apgd_with_a_nan_radius_does_not_panic() {
+    let data = synthetic::templates(3, 3, 1, 6, 0.3, 5);
+    let model = common::fresh(ModelKind::Mlp, &data, 5);
+    let device = common::device();
+    let (x, y) = data.batch(&[0, 1, 2], &device);
+    let mut rng = advtrain::rng::seeded(5);
+    let threat = ThreatModel::linf(f32::NAN);
+    assert!(threat.validate().is_err());
+    let x_adv = Apgd::new(threat)
+        .steps(3)
+        .perturb(&model, x.clone(), y, &mut rng);
+    assert_eq!(x_adv.dims(), x.dims());
 }
