@@ -217,7 +217,7 @@ impl PaddedTaps {
             even[k..k + 4].copy_from_slice(&[b[0], b[2], b[4], b[6]]);
             odd[k..k + 4].copy_from_slice(&[b[1], b[3], b[5], b[7]]);
         };
-        for_blocks_of_four(pairs, &mut block);
+        for_overlapping_blocks(pairs, 4, |k, _| block(k));
     }
 
     /// The inverse of [`Self::split_two_phases`]: a padded row's two runs back into
@@ -243,7 +243,7 @@ impl PaddedTaps {
             let b = [e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3]];
             dst[2 * k..2 * k + 8].copy_from_slice(&b);
         };
-        for_blocks_of_four(pairs, &mut block);
+        for_overlapping_blocks(pairs, 4, |k, _| block(k));
     }
 
     fn im2col(&self, g: &ConvGeometry, padded: &[f32], col: &mut [f32], ld: usize, offset: usize) {
@@ -304,16 +304,18 @@ fn disjoint_runs(row: &mut [f32], a: usize, b: usize, len: usize) -> (&mut [f32]
     }
 }
 
-/// Calls `block(k)` for blocks of four pairs covering `0..pairs` (`pairs >= 4`), the
-/// last block overlapping the one before (a row of 7 pairs is two blocks), so no pair
-/// is left to a scalar tail; the blocks write what they read, so overlap is harmless.
-fn for_blocks_of_four(pairs: usize, block: &mut impl FnMut(usize)) {
-    let mut k = 0;
-    while k + 4 < pairs {
-        block(k);
-        k += 4;
+/// Calls `block(at, done)` for blocks of `b` items covering `0..n` (`n >= b`), the
+/// last block overlapping the one before (7 items in blocks of 4 are two blocks), so
+/// nothing is left to a scalar tail. `done` is where the blocks before this one ended
+/// (0 for all but the last): a block that writes what it read can ignore the overlap,
+/// one that accumulates must leave the items below `done` alone.
+fn for_overlapping_blocks(n: usize, b: usize, mut block: impl FnMut(usize, usize)) {
+    let mut at = 0;
+    while at + b < n {
+        block(at, 0);
+        at += b;
     }
-    block(pairs - 4);
+    block(n - b, at);
 }
 
 /// `dst.copy_from_slice(src)` for the short rows (a feature map's width) that im2col
@@ -337,17 +339,10 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
 /// `copy_row` in `B`-float blocks; `dst.len() >= B`.
 #[inline]
 fn copy_blocks<const B: usize>(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    let block = |dst: &mut [f32], at: usize| {
+    for_overlapping_blocks(dst.len(), B, |at, _| {
         let b: [f32; B] = src[at..at + B].try_into().expect("B floats");
         dst[at..at + B].copy_from_slice(&b);
-    };
-    let mut at = 0;
-    while at + B < n {
-        block(dst, at);
-        at += B;
-    }
-    block(dst, n - B);
+    });
 }
 
 /// `dst[i] += src[i]` for the short rows col2im adds, in 8- or 4-float blocks like
@@ -371,22 +366,15 @@ fn add_row(dst: &mut [f32], src: &[f32]) {
 /// `add_row` in `B`-float blocks; `dst.len() >= B`.
 #[inline]
 fn add_blocks<const B: usize>(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    // Lanes below `done` of the block at `at` were added by an earlier block.
-    let block = |dst: &mut [f32], at: usize, done: usize| {
+    for_overlapping_blocks(dst.len(), B, |at, done| {
         let s: [f32; B] = src[at..at + B].try_into().expect("B floats");
         let d: &mut [f32; B] = (&mut dst[at..at + B]).try_into().expect("B floats");
         for lane in 0..B {
+            // Lanes below `done` were added by the block before.
             let add = if at + lane < done { -0.0 } else { s[lane] };
             d[lane] += add;
         }
-    };
-    let mut at = 0;
-    while at + B < n {
-        block(dst, at, 0);
-        at += B;
-    }
-    block(dst, n - B, at);
+    });
 }
 
 /// Unfolds images for one layer through [`PaddedTaps`].
