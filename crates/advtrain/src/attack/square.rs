@@ -18,10 +18,12 @@ use std::str::FromStr;
 
 use burn::prelude::{Device, Int, Tensor, TensorData};
 use rand::Rng as _;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{eval_mode, float_vec, int_vec, Attack};
 use crate::error::{Error, Result};
+use crate::model::window::{Window, WindowScorer};
 use crate::model::Classifier;
 use crate::rng::AdvRng;
 use crate::threat::{Norm, ThreatModel};
@@ -108,6 +110,10 @@ pub struct Square {
     /// `rescale_schedule=True`). AutoAttack's ensemble runs Square with `False`: the
     /// breakpoints stay at the published iteration counts whatever the budget.
     pub rescale_schedule: bool,
+    /// Score L∞ candidates through the model's [`WindowScorer`] where it has one
+    /// ([`Classifier::window_scorer`]): the same logits up to rounding, several times
+    /// faster on small windows. Off: every query is a full forward pass.
+    pub window_scoring: bool,
 }
 
 /// The reference's tolerance for "this window would not change the image".
@@ -130,7 +136,15 @@ impl Square {
             restarts: 1,
             loss: SquareLoss::Margin,
             rescale_schedule: true,
+            window_scoring: true,
         }
+    }
+
+    /// Whether L∞ queries go through the model's window scorer, where it has one (see the
+    /// field).
+    pub fn window_scoring(mut self, on: bool) -> Self {
+        self.window_scoring = on;
+        self
     }
 
     /// Whether the `p` schedule is stretched over the query budget (see the field).
@@ -273,7 +287,15 @@ impl Square {
             Norm::Linf => geo.init_linf(rng),
             Norm::L2 => geo.init_l2(rng),
         };
-        let scores = oracle.ask(&x, members);
+        // L2 steps move mass across the whole image; only L∞ candidates differ in one window.
+        let mut scorer = match self.threat.norm {
+            Norm::Linf if self.window_scoring => oracle.window_scorer(),
+            _ => None,
+        };
+        let scores = match scorer.as_mut() {
+            Some(scorer) => oracle.track(scorer.as_mut(), &x, members),
+            None => oracle.ask(&x, members),
+        };
         let m = members.len();
         let mut run = Run {
             x,
@@ -292,17 +314,24 @@ impl Square {
             }
             let p = self.p_at(it);
             let side = (p as f64 * (h * w) as f64).sqrt().round_ties_even() as usize;
-            let candidates = match self.threat.norm {
+            let (candidates, windows) = match self.threat.norm {
                 Norm::Linf => geo.propose_linf(&run.x, &active, side, rng),
-                Norm::L2 => geo.propose_l2(&run.x, &active, side, rng),
+                Norm::L2 => (geo.propose_l2(&run.x, &active, side, rng), Vec::new()),
             };
             let who: Vec<usize> = active.iter().map(|&k| members[k]).collect();
-            let scores = oracle.ask(&candidates, &who);
+            let scores = match scorer.as_deref() {
+                Some(scorer) => oracle.ask_windows(scorer, &candidates, &windows, &active, &who),
+                None => oracle.ask(&candidates, &who),
+            };
             for (a, &k) in active.iter().enumerate() {
                 let (loss, margin) = scores[a];
                 run.queries[k] += 1;
                 if loss < run.loss[k] || margin < 0.0 {
-                    run.x[k * n..(k + 1) * n].copy_from_slice(&candidates[a * n..(a + 1) * n]);
+                    let candidate = &candidates[a * n..(a + 1) * n];
+                    if let Some(scorer) = scorer.as_mut() {
+                        scorer.replace(k, candidate, windows[a]);
+                    }
+                    run.x[k * n..(k + 1) * n].copy_from_slice(candidate);
                     run.loss[k] = loss;
                     run.margin[k] = margin;
                 }
@@ -381,6 +410,49 @@ impl<M: Classifier> Oracle<'_, M> {
         who.iter()
             .enumerate()
             .map(|(r, &g)| scores(&z[r * k..(r + 1) * k], self.labels[g], self.loss))
+            .collect()
+    }
+
+    /// The model's window scorer for this batch's images, if it has one.
+    fn window_scorer(&self) -> Option<Box<dyn WindowScorer>> {
+        let [_, c, h, w] = self.dims;
+        self.model.window_scorer([c, h, w])
+    }
+
+    /// [`Oracle::ask`] through `scorer`, which starts tracking `rows` as members `0..m`.
+    fn track(&self, scorer: &mut dyn WindowScorer, rows: &[f32], who: &[usize]) -> Vec<(f32, f32)> {
+        let z = scorer.track(rows);
+        let k = scorer.classes();
+        who.iter()
+            .enumerate()
+            .map(|(r, &g)| scores(&z[r * k..(r + 1) * k], self.labels[g], self.loss))
+            .collect()
+    }
+
+    /// [`Oracle::ask`] for candidates that each differ from their member's tracked point in
+    /// `windows[r]` only: row `r` is a candidate for run member `members[r]`, example `who[r]`.
+    fn ask_windows(
+        &self,
+        scorer: &dyn WindowScorer,
+        rows: &[f32],
+        windows: &[Window],
+        members: &[usize],
+        who: &[usize],
+    ) -> Vec<(f32, f32)> {
+        let n = rows.len() / who.len().max(1);
+        let k = scorer.classes();
+        // The closure must not hold `self`: the model need not be `Sync`.
+        let (labels, loss) = (self.labels, self.loss);
+        (0..who.len())
+            .into_par_iter()
+            .map_init(
+                || vec![0.0f32; k],
+                |z, r| {
+                    let row = &rows[r * n..(r + 1) * n];
+                    scorer.logits_with_window(members[r], row, windows[r], z);
+                    scores(z, labels[who[r]], loss)
+                },
+            )
             .collect()
     }
 }
@@ -475,17 +547,18 @@ impl<'a> Geometry<'a> {
     /// For each active member: its best point with one random `s×s` window (all channels)
     /// set to `x ± ε`, one sign per channel, redrawn while the window would not change.
     /// Every pixel stays at `x ± ε` or at the best point's value, so the candidate is in the
-    /// ball and, clipped, in the box.
+    /// ball and, clipped, in the box. Returns the candidates and their windows.
     fn propose_linf(
         &self,
         best: &[f32],
         active: &[usize],
         side: usize,
         rng: &mut AdvRng,
-    ) -> Vec<f32> {
+    ) -> (Vec<f32>, Vec<Window>) {
         let (c, h, w, n) = (self.c, self.h, self.w, self.n);
         let s = side.clamp(1, self.max_side()).min(h).min(w);
         let mut out = Vec::with_capacity(active.len() * n);
+        let mut windows = Vec::with_capacity(active.len());
         for &k in active {
             let x = self.clean_row(k);
             let cur = &best[k * n..(k + 1) * n];
@@ -493,6 +566,7 @@ impl<'a> Geometry<'a> {
             out.extend_from_slice(cur);
             let r0 = rng.random_range(0..=h - s);
             let c0 = rng.random_range(0..=w - s);
+            windows.push(Window::square(r0, c0, s));
             for _ in 0..MAX_RESAMPLE {
                 let mut changed = false;
                 for ch in 0..c {
@@ -515,7 +589,7 @@ impl<'a> Geometry<'a> {
                 }
             }
         }
-        out
+        (out, windows)
     }
 
     /// Grid of pseudo-Gaussian bumps of side `H/5` with random signs per channel, rescaled to

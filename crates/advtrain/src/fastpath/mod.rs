@@ -22,6 +22,9 @@
 pub mod kernels;
 pub mod linear;
 pub mod pool;
+// Run-time feature dispatch: `#[target_feature]` functions are called behind detection.
+#[allow(unsafe_code)]
+pub mod rows;
 pub mod step;
 
 use std::sync::atomic::{AtomicU8, Ordering};

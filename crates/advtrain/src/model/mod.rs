@@ -10,6 +10,7 @@ pub mod onnx;
 mod preact_resnet;
 mod pytorch;
 mod small_cnn;
+pub mod window;
 
 use std::fmt;
 use std::path::Path;
@@ -54,6 +55,14 @@ use crate::error::{Error, Result};
 pub trait Classifier: Module {
     /// Logits `[batch, classes]` for images `[batch, channels, height, width]` in `[0, 1]`.
     fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// A faster way to score images `[channels, height, width]` that each differ from a
+    /// known one in one window (see [`window`]), where the model has one. Square uses it
+    /// for its queries. `None` (the default): every query is a full forward pass.
+    fn window_scorer(&self, image: [usize; 3]) -> Option<Box<dyn window::WindowScorer>> {
+        let _ = image;
+        None
+    }
 }
 
 /// What a model's input and output look like.
@@ -327,6 +336,15 @@ impl Classifier for ZooModel {
             ZooModel::PreactResnet18(m) => m.logits(images),
         }
     }
+
+    fn window_scorer(&self, image: [usize; 3]) -> Option<Box<dyn window::WindowScorer>> {
+        match self {
+            ZooModel::SmallCnn(m) => m.window_scorer(image),
+            ZooModel::MadryCnn(m) => m.window_scorer(image),
+            ZooModel::Mlp(m) => m.window_scorer(image),
+            ZooModel::PreactResnet18(m) => m.window_scorer(image),
+        }
+    }
 }
 
 /// A zoo network or an imported ONNX one: the model an image run trains and evaluates,
@@ -347,6 +365,13 @@ impl Classifier for ImageModel {
         match self {
             ImageModel::Zoo(m) => m.logits(images),
             ImageModel::Onnx(m) => m.logits(images),
+        }
+    }
+
+    fn window_scorer(&self, image: [usize; 3]) -> Option<Box<dyn window::WindowScorer>> {
+        match self {
+            ImageModel::Zoo(m) => m.window_scorer(image),
+            ImageModel::Onnx(m) => m.window_scorer(image),
         }
     }
 }

@@ -6,7 +6,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
 
+use super::window::WindowScorer;
 use super::{normalize, Classifier, ModelShape, Normalization};
+
+mod windows;
 
 super::zoo_config!(
     SmallCnnConfig,
@@ -71,5 +74,10 @@ impl Classifier for SmallCnn {
         let x: Tensor<2> = x.flatten(1, 3);
         let x = linear_relu(&self.fc1, x);
         linear(&self.fc2, x)
+    }
+
+    fn window_scorer(&self, image: [usize; 3]) -> Option<Box<dyn WindowScorer>> {
+        let scorer = windows::SmallCnnWindows::new(self, image)?;
+        Some(Box::new(scorer))
     }
 }

@@ -35,3 +35,4 @@ mod text_training;
 mod text_transformer;
 mod text_transforms;
 mod training;
+mod window_scoring;
