@@ -47,6 +47,7 @@ struct Dense {
 
 /// What is kept of one tracked image: both convolutions' ReLU outputs and the first dense
 /// layer's input to its ReLU.
+#[derive(Default)]
 struct Tracked {
     conv1: Vec<f32>,
     conv2: Vec<f32>,
@@ -159,15 +160,14 @@ impl Conv {
         out.iter_mut().for_each(|v| *v = v.max(0.0));
     }
 
-    /// Recomputes the outputs at `rows × cols` of `input` into `output` (`[c_out, h_out,
-    /// w_out]`), calling `changed(index, old, new)` for each value before it is written.
-    fn update(
+    /// Computes the outputs at `rows × cols` of `input`, passing each to `visit(index,
+    /// value)` with its index in `[c_out, h_out, w_out]`.
+    fn visit(
         &self,
         input: &[f32],
         prepare: impl Fn(usize, f32) -> f32 + Copy,
         (rows, cols): (Range<usize>, Range<usize>),
-        output: &mut [f32],
-        mut changed: impl FnMut(usize, f32, f32),
+        mut visit: impl FnMut(usize, f32),
     ) {
         let plane = self.h_out * self.w_out;
         let mut at = vec![0.0f32; self.c_out];
@@ -176,19 +176,28 @@ impl Conv {
             for j in cols.clone() {
                 self.relu_at(input, prepare, (i, j), &mut patch, &mut at);
                 for (o, &v) in at.iter().enumerate() {
-                    let index = o * plane + i * self.w_out + j;
-                    changed(index, output[index], v);
-                    output[index] = v;
+                    visit(o * plane + i * self.w_out + j, v);
                 }
             }
         }
+    }
+
+    /// Recomputes the outputs at `region` of `input` into `output`.
+    fn update(
+        &self,
+        input: &[f32],
+        prepare: impl Fn(usize, f32) -> f32 + Copy,
+        region: (Range<usize>, Range<usize>),
+        output: &mut [f32],
+    ) {
+        self.visit(input, prepare, region, |index, v| output[index] = v);
     }
 
     /// Every output of `input`.
     fn all(&self, input: &[f32], prepare: impl Fn(usize, f32) -> f32 + Copy) -> Vec<f32> {
         let mut output = vec![0.0; self.out_len()];
         let everywhere = (0..self.h_out, 0..self.w_out);
-        self.update(input, prepare, everywhere, &mut output, |_, _, _| {});
+        self.update(input, prepare, everywhere, &mut output);
         output
     }
 
@@ -328,22 +337,21 @@ impl WindowScorer for SmallCnnWindows {
         let region1 = self.conv1_region(window);
         let region2 = self.conv2.reached(region1.clone());
         let mut conv1 = base.conv1.clone();
-        self.conv1.update(
-            candidate,
-            self.normalize(),
-            region1,
-            &mut conv1,
-            |_, _, _| {},
+        self.conv1
+            .update(candidate, self.normalize(), region1, &mut conv1);
+        let reached = region2.0.len() * region2.1.len() * self.conv2.c_out;
+        let mut moved = Vec::with_capacity(reached);
+        self.conv2.visit(
+            &conv1,
+            |_, v| v,
+            region2,
+            |index, new| {
+                let old = base.conv2[index];
+                if new != old {
+                    moved.push((index, new - old));
+                }
+            },
         );
-        let mut conv2 = base.conv2.clone();
-        let mut moved = Vec::new();
-        let collect = |index: usize, old: f32, new: f32| {
-            if new != old {
-                moved.push((index, new - old));
-            }
-        };
-        self.conv2
-            .update(&conv1, |_, v| v, region2, &mut conv2, collect);
         let mut dense1 = base.dense1.clone();
         let width = self.dense1.width;
         add_scaled_rows(&mut dense1, &moved, &self.dense1.weight_rows, width);
@@ -354,28 +362,13 @@ impl WindowScorer for SmallCnnWindows {
     fn replace(&mut self, k: usize, candidate: &[f32], window: Window) {
         let region1 = self.conv1_region(window);
         let region2 = self.conv2.reached(region1.clone());
-        let mut tracked = std::mem::replace(
-            &mut self.tracked[k],
-            Tracked {
-                conv1: Vec::new(),
-                conv2: Vec::new(),
-                dense1: Vec::new(),
-            },
-        );
-        self.conv1.update(
-            candidate,
-            self.normalize(),
-            region1,
-            &mut tracked.conv1,
-            |_, _, _| {},
-        );
-        self.conv2.update(
-            &tracked.conv1,
-            |_, v| v,
-            region2,
-            &mut tracked.conv2,
-            |_, _, _| {},
-        );
+        // Taken out while `self` lends the weights.
+        let mut tracked = std::mem::take(&mut self.tracked[k]);
+        let conv1 = &mut tracked.conv1;
+        self.conv1
+            .update(candidate, self.normalize(), region1, conv1);
+        let conv2 = &mut tracked.conv2;
+        self.conv2.update(&tracked.conv1, |_, v| v, region2, conv2);
         // Summed afresh rather than updated, so rounding does not build up over replacements.
         tracked.dense1 = self.dense1.apply(&tracked.conv2);
         self.tracked[k] = tracked;
