@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
-use burn::prelude::Tensor;
+use burn::prelude::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::SmallCnn;
@@ -250,10 +250,12 @@ fn relu(v: &[f32]) -> Vec<f32> {
 
 impl SmallCnnWindows {
     /// The scorer for `model`'s current weights and `[channels, height, width]` images;
-    /// `None` if its layers are not the shape [`SmallCnn`] builds for such images (then
-    /// callers use full forward passes).
+    /// `None` if its layers are not the shape [`SmallCnn`] builds for such images, or the
+    /// model lives on another device than the CPU backend (the scorer computes on the host,
+    /// and on a GPU a batched full pass is the faster way). Callers then use full passes.
     pub(super) fn new(model: &SmallCnn, [channels, height, width]: [usize; 3]) -> Option<Self> {
-        if channels == 0 || height == 0 || width == 0 {
+        let on_cpu = model.conv1.weight.val().device().without_autodiff() == Device::flex();
+        if !on_cpu || channels == 0 || height == 0 || width == 0 {
             return None;
         }
         let conv1 = Conv::new(&model.conv1, channels, height, width)?;
@@ -305,8 +307,11 @@ impl SmallCnnWindows {
 
     /// The first convolution's positions reached by `window`, clipped to the image.
     fn conv1_region(&self, window: Window) -> (Range<usize>, Range<usize>) {
-        let rows = window.top.min(self.height)..(window.top + window.height).min(self.height);
-        let cols = window.left.min(self.width)..(window.left + window.width).min(self.width);
+        let clip = |start: usize, len: usize, end: usize| {
+            start.min(end)..start.saturating_add(len).min(end)
+        };
+        let rows = clip(window.top, window.height, self.height);
+        let cols = clip(window.left, window.width, self.width);
         self.conv1.reached((rows, cols))
     }
 }
