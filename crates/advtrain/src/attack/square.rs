@@ -406,7 +406,11 @@ impl<M: Classifier> Oracle<'_, M> {
         let t = Tensor::<4>::from_data(TensorData::new(rows.to_vec(), [m, c, h, w]), &self.device);
         let logits = self.model.logits(t);
         let k = logits.dims()[1];
-        let z = float_vec(&logits);
+        self.scores(&float_vec(&logits), k, who)
+    }
+
+    /// Per-row (loss, margin) of `z` (`[rows, k]` logits; row `r` belongs to example `who[r]`).
+    fn scores(&self, z: &[f32], k: usize, who: &[usize]) -> Vec<(f32, f32)> {
         who.iter()
             .enumerate()
             .map(|(r, &g)| scores(&z[r * k..(r + 1) * k], self.labels[g], self.loss))
@@ -422,11 +426,7 @@ impl<M: Classifier> Oracle<'_, M> {
     /// [`Oracle::ask`] through `scorer`, which starts tracking `rows` as members `0..m`.
     fn track(&self, scorer: &mut dyn WindowScorer, rows: &[f32], who: &[usize]) -> Vec<(f32, f32)> {
         let z = scorer.track(rows);
-        let k = scorer.classes();
-        who.iter()
-            .enumerate()
-            .map(|(r, &g)| scores(&z[r * k..(r + 1) * k], self.labels[g], self.loss))
-            .collect()
+        self.scores(&z, scorer.classes(), who)
     }
 
     /// [`Oracle::ask`] for candidates that each differ from their member's tracked point in

@@ -13,7 +13,7 @@ use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::SmallCnn;
+use super::{down, SmallCnn};
 use crate::fastpath::rows::{add_rows_scaled_by, add_scaled_rows};
 use crate::model::window::{Window, WindowScorer};
 
@@ -72,11 +72,6 @@ fn host(t: Tensor<1>) -> Option<Vec<f32>> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
 }
 
-/// Output size of a 4×4, stride-2, padding-1 convolution.
-fn down(n: usize) -> usize {
-    (n + 2).saturating_sub(KERNEL) / 2 + 1
-}
-
 /// The outputs (along one axis) whose 4-wide, stride-2 receptive field meets `inputs`.
 /// Output `i` reads inputs `2i − 1 ..= 2i + 2`.
 fn reached(inputs: Range<usize>, outputs: usize) -> Range<usize> {
@@ -90,8 +85,12 @@ fn reached(inputs: Range<usize>, outputs: usize) -> Range<usize> {
 
 impl Conv {
     /// `None` unless `module` is a 4×4, stride-2, padding-1, undilated, ungrouped
-    /// convolution with `c_in` input channels (what [`SmallCnn`] builds).
+    /// convolution with `c_in` input channels (what [`SmallCnn`] builds), on planes of at
+    /// least 2×2 (smaller ones leave the padded kernel no position to run).
     fn new(module: &Conv2d, c_in: usize, h_in: usize, w_in: usize) -> Option<Self> {
+        if h_in < 2 || w_in < 2 {
+            return None;
+        }
         let padded_by_one = matches!(module.padding, PaddingConfig2d::Explicit(1, 1, 1, 1));
         let shape_ok = module.kernel_size == [KERNEL; 2]
             && module.stride == [2, 2]
